@@ -27,7 +27,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from thor.errors import ConfigError
 
-__all__ = ["ThorConfig", "format_validation_error", "load_config", "load_mapping", "validate_config"]
+__all__ = [
+    "ThorConfig",
+    "format_validation_error",
+    "load_config",
+    "load_mapping",
+    "validate_config",
+]
 
 C = TypeVar("C", bound=BaseModel)
 

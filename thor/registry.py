@@ -83,7 +83,9 @@ class Registry(Generic[T]):
             ``import thor`` stays light and heavy parts load only when used).
     """
 
-    def __init__(self, kind: str, *, versioned: bool = False, modules: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, kind: str, *, versioned: bool = False, modules: tuple[str, ...] = ()
+    ) -> None:
         self.kind = kind
         self.versioned = versioned
         self._modules = modules
@@ -162,7 +164,9 @@ class Registry(Generic[T]):
             raise UnknownNameError(self._unknown_message(name))
         return found
 
-    def make(self, name: str, /, config: BaseModel | dict[str, Any] | None = None, **kwargs: Any) -> T:
+    def make(
+        self, name: str, /, config: BaseModel | dict[str, Any] | None = None, **kwargs: Any
+    ) -> T:
         """Build the part registered as ``name`` from a config object or keyword arguments."""
         return self.entry(name).build(config, **kwargs)
 
@@ -203,7 +207,9 @@ class Registry(Generic[T]):
                 f"{self.kind} name {name!r} must look like 'namespace/Name-v0' (a version is required)"
             )
         if not self.versioned and not PLAIN_NAME.match(name):
-            raise ValueError(f"{self.kind} name {name!r} may use letters, digits and _ . : / - only")
+            raise ValueError(
+                f"{self.kind} name {name!r} may use letters, digits and _ . : / - only"
+            )
 
     def _unknown_message(self, name: str) -> str:
         known = sorted(self._entries)

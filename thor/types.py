@@ -53,10 +53,16 @@ class ExecResult(_Data):
     status: ExecStatus
     stdout: str = ""
     stderr: str = ""
-    reason: str = Field("", description="Why it ended so, for humans: 'ZeroDivisionError: ...', 'killed by SIGSEGV'")
+    reason: str = Field(
+        "", description="Why it ended so, for humans: 'ZeroDivisionError: ...', 'killed by SIGSEGV'"
+    )
     duration_s: float = 0.0
-    state_lost: bool = Field(False, description="The interpreter state (variables, imports) is gone")
-    truncated: bool = Field(False, description="Output went past the sandbox's output limit and was cut")
+    state_lost: bool = Field(
+        False, description="The interpreter state (variables, imports) is gone"
+    )
+    truncated: bool = Field(
+        False, description="Output went past the sandbox's output limit and was cut"
+    )
 
     @property
     def ok(self) -> bool:
@@ -84,7 +90,9 @@ class ToolCall(_Data):
 class Turn(_Data):
     """One step of an episode: the model's text, and the tool call it ended with, if any."""
 
-    text: str = Field(description="Model-written text of this step (decoded from token_ids when known)")
+    text: str = Field(
+        description="Model-written text of this step (decoded from token_ids when known)"
+    )
     token_ids: list[int] | None = None
     logprobs: list[float] | None = None
     call: ToolCall | None = None
@@ -123,7 +131,9 @@ class Episode(_Data):
     reward: float | None = None
     terminated: bool = False
     truncated: bool = False
-    stop_reason: str = Field("", description="answer | max_rounds | max_tokens | no_progress | error: ...")
+    stop_reason: str = Field(
+        "", description="answer | max_rounds | max_tokens | no_progress | error: ..."
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     def response_text(self) -> str:
@@ -153,7 +163,9 @@ class Episode(_Data):
             mask += [1] * len(t.token_ids)
             if t.observation:
                 if t.observation_token_ids is None:
-                    raise ValueError(f"episode {self.id}: turn {i} has an observation without token ids")
+                    raise ValueError(
+                        f"episode {self.id}: turn {i} has an observation without token ids"
+                    )
                 ids += t.observation_token_ids
                 mask += [0] * len(t.observation_token_ids)
         return ids, mask
@@ -180,9 +192,12 @@ class SamplingParams(_Data):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0, description="0 disables top-k")
     seed: int | None = None
-    stop: list[str] = Field(default_factory=list, description="Stop when the text ends with one of these")
+    stop: list[str] = Field(
+        default_factory=list, description="Stop when the text ends with one of these"
+    )
     stop_at_code_close: bool = Field(
-        False, description="Stop right after the closing fence of a ```python block (not the opening one)"
+        False,
+        description="Stop right after the closing fence of a ```python block (not the opening one)",
     )
 
 
@@ -191,5 +206,7 @@ class Completion(_Data):
 
     text: str
     token_ids: list[int]
-    logprobs: list[float] | None = Field(None, description="Sampling log-probabilities, one per token")
+    logprobs: list[float] | None = Field(
+        None, description="Sampling log-probabilities, one per token"
+    )
     finish_reason: FinishReason = "eos"

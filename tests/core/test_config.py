@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from thor.config import ThorConfig, load_config, validate_config
 from thor.errors import ConfigError
@@ -28,7 +28,7 @@ def test_unknown_nested_field_is_named() -> None:
 
 def test_assignment_is_validated() -> None:
     cfg = Outer()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.steps = "many"  # type: ignore[assignment]
 
 
@@ -54,7 +54,9 @@ def test_load_errors(tmp_path: Path) -> None:
         load_config(Outer, bad)
     typo = tmp_path / "typo.yaml"
     typo.write_text("stepz: 3\n")
-    with pytest.raises(ConfigError, match=r"typo\.yaml.*unknown field 'stepz' \(did you mean 'steps'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"typo\.yaml.*unknown field 'stepz' \(did you mean 'steps'\?\)"
+    ):
         load_config(Outer, typo)
     weird = tmp_path / "x.ini"
     weird.write_text("a=1")

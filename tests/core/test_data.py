@@ -8,8 +8,16 @@ import pytest
 from thor.data import BENCHMARKS, load_jsonl_problems, load_problems
 from thor.errors import DatasetError, UnknownNameError
 
-EXPECTED_ROWS = {"math500": 500, "aime24": 30, "aime25": 30, "amc23": 40, "minerva_math": 272,
-                 "olympiadbench": 675, "gsm8k": 1319, "math_train": 7500}
+EXPECTED_ROWS = {
+    "math500": 500,
+    "aime24": 30,
+    "aime25": 30,
+    "amc23": 40,
+    "minerva_math": 272,
+    "olympiadbench": 675,
+    "gsm8k": 1319,
+    "math_train": 7500,
+}
 
 
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
@@ -25,7 +33,9 @@ def test_limit_and_shuffle_are_deterministic() -> None:
     a = load_problems("math500", limit=5, shuffle_seed=1)
     b = load_problems("math500", limit=5, shuffle_seed=1)
     assert [p.id for p in a] == [p.id for p in b]
-    assert [p.id for p in load_problems("math500", limit=3)] == [p.id for p in load_problems("math500")[:3]]
+    assert [p.id for p in load_problems("math500", limit=3)] == [
+        p.id for p in load_problems("math500")[:3]
+    ]
 
 
 def test_typo_suggests() -> None:
@@ -36,8 +46,10 @@ def test_typo_suggests() -> None:
 def test_jsonl_file(tmp_path: Path) -> None:
     p = tmp_path / "mine.jsonl"
     p.write_text(
-        json.dumps({"question": "1+1?", "answer": 2, "extra": "kept"}) + "\n\n"
-        + json.dumps({"problem": "no answer"}) + "\n"
+        json.dumps({"question": "1+1?", "answer": 2, "extra": "kept"})
+        + "\n\n"
+        + json.dumps({"problem": "no answer"})
+        + "\n"
     )
     probs = load_problems(str(p))
     assert [x.answer for x in probs] == ["2", None]
@@ -48,7 +60,11 @@ def test_jsonl_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("{not json}\n", "invalid JSON"), ("[1, 2]\n", "expected a JSON object"), ('{"answer": "1"}\n', "no 'problem'")],
+    [
+        ("{not json}\n", "invalid JSON"),
+        ("[1, 2]\n", "expected a JSON object"),
+        ('{"answer": "1"}\n', "no 'problem'"),
+    ],
 )
 def test_bad_lines_are_named(tmp_path: Path, content: str, message: str) -> None:
     p = tmp_path / "bad.jsonl"

@@ -87,7 +87,9 @@ def test_extract_boxed(text: str, expected: str | None) -> None:
 
 def test_format_output_shapes() -> None:
     assert format_output(ExecResult(status="ok", stdout="42\n")) == f"{FENCE}output\n42\n{FENCE}\n"
-    err = ExecResult(status="error", stderr='Traceback:\n  File "<cell>"\nZeroDivisionError: division by zero\n')
+    err = ExecResult(
+        status="error", stderr='Traceback:\n  File "<cell>"\nZeroDivisionError: division by zero\n'
+    )
     assert format_output(err) == f"{FENCE}output\nZeroDivisionError: division by zero\n{FENCE}\n"
     long = "x" * 1000
     out = format_output(ExecResult(status="ok", stdout=long))
@@ -121,7 +123,20 @@ def test_parsers_are_total(text: str) -> None:
     format_output(ExecResult(status="ok", stdout=text))
 
 
-fragments = st.sampled_from([f"{FENCE}python\n", f"{FENCE}\n", "\n", "print(1)", "\\boxed{", "}", "{", "text ", f"{FENCE}output\n", "\\"])
+fragments = st.sampled_from(
+    [
+        f"{FENCE}python\n",
+        f"{FENCE}\n",
+        "\n",
+        "print(1)",
+        "\\boxed{",
+        "}",
+        "{",
+        "text ",
+        f"{FENCE}output\n",
+        "\\",
+    ]
+)
 
 
 @settings(max_examples=300)

@@ -118,13 +118,26 @@ def test_entry_point_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [BrokenEP(), FakeEP()])
     monkeypatch.setattr(registry_mod, "_plugins_loaded", False)
-    assert reg.make("from-plugin", start=2) == [2, 3, 4]  # the miss loads plugins; broken one skipped
+    assert reg.make("from-plugin", start=2) == [
+        2,
+        3,
+        4,
+    ]  # the miss loads plugins; broken one skipped
     assert calls == ["loaded"]
     reg.names()
     assert calls == ["loaded"]  # loaded once
 
 
 def test_thor_exposes_registries() -> None:
-    for reg in (thor.ENVS, thor.TOOLS, thor.SANDBOXES, thor.REWARDS, thor.POLICIES, thor.AGENTS, thor.ALGORITHMS, thor.DATASETS):
+    for reg in (
+        thor.ENVS,
+        thor.TOOLS,
+        thor.SANDBOXES,
+        thor.REWARDS,
+        thor.POLICIES,
+        thor.AGENTS,
+        thor.ALGORITHMS,
+        thor.DATASETS,
+    ):
         assert isinstance(reg, Registry)
     assert "math500" in thor.DATASETS

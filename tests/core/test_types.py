@@ -5,6 +5,7 @@ import pickle
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from thor.types import Completion, DiscardedAttempt, Episode, ExecResult, ToolCall, Turn, failed
 
@@ -28,11 +29,11 @@ def test_failed(result: ExecResult | None, expected: bool) -> None:
 
 def test_exec_result_is_frozen_and_strict() -> None:
     r = ExecResult(status="ok", stdout="1")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         r.stdout = "2"  # type: ignore[misc]
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         ExecResult(status="weird")  # type: ignore[arg-type]
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         ExecResult(status="ok", extra_field=1)  # type: ignore[call-arg]
 
 
@@ -46,14 +47,30 @@ def _episode() -> Episode:
         prompt="<prompt>",
         prompt_token_ids=[1, 2],
         turns=[
-            Turn(text="a```python\nprint(y)\n```", token_ids=[10, 11], call=ToolCall(code="print(y)"), result=bad,
-                 observation="```output\nNameError\n```\n", observation_token_ids=[90]),
-            Turn(text="b```python\nprint(2+2)\n```", token_ids=[12, 13, 14], call=ToolCall(code="print(2+2)"), result=ok,
-                 observation="```output\n4\n```\n", observation_token_ids=[91, 92]),
+            Turn(
+                text="a```python\nprint(y)\n```",
+                token_ids=[10, 11],
+                call=ToolCall(code="print(y)"),
+                result=bad,
+                observation="```output\nNameError\n```\n",
+                observation_token_ids=[90],
+            ),
+            Turn(
+                text="b```python\nprint(2+2)\n```",
+                token_ids=[12, 13, 14],
+                call=ToolCall(code="print(2+2)"),
+                result=ok,
+                observation="```output\n4\n```\n",
+                observation_token_ids=[91, 92],
+            ),
             Turn(text=r"so \boxed{4}", token_ids=[15]),
         ],
-        discarded=[DiscardedAttempt(turn_index=1, turn=Turn(text="x", call=ToolCall(code="1/0"),
-                                                               result=ExecResult(status="error")))],
+        discarded=[
+            DiscardedAttempt(
+                turn_index=1,
+                turn=Turn(text="x", call=ToolCall(code="1/0"), result=ExecResult(status="error")),
+            )
+        ],
         final_answer="4",
         rewards={"correct": 1.0},
         reward=1.0,

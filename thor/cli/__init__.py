@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     from thor import __version__
 
     parser = argparse.ArgumentParser(
-        prog="thor", description="Tool-integrated reasoning with LLMs, trained by hierarchical RL (THOR)."
+        prog="thor",
+        description="Tool-integrated reasoning with LLMs, trained by hierarchical RL (THOR).",
     )
     parser.add_argument("--version", action="version", version=f"thor {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -43,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
     )
     if not getattr(args, "func", None):
         parser.print_help()

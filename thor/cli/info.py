@@ -15,7 +15,16 @@ def run(args: argparse.Namespace) -> int:
     import thor
 
     print(f"thor {thor.__version__} on Python {platform.python_version()} ({platform.machine()})")
-    for reg in (thor.ENVS, thor.TOOLS, thor.SANDBOXES, thor.REWARDS, thor.POLICIES, thor.AGENTS, thor.ALGORITHMS, thor.DATASETS):
+    for reg in (
+        thor.ENVS,
+        thor.TOOLS,
+        thor.SANDBOXES,
+        thor.REWARDS,
+        thor.POLICIES,
+        thor.AGENTS,
+        thor.ALGORITHMS,
+        thor.DATASETS,
+    ):
         try:
             names = ", ".join(reg.names()) or "-"
         except ImportError as err:  # a part not built yet, or an optional dependency missing

@@ -9,6 +9,12 @@ Example:
 
 from __future__ import annotations
 
-from thor.data.loaders import BENCHMARKS, DATASETS, DatasetConfig, load_jsonl_problems, load_problems
+from thor.data.loaders import (
+    BENCHMARKS,
+    DATASETS,
+    DatasetConfig,
+    load_jsonl_problems,
+    load_problems,
+)
 
 __all__ = ["BENCHMARKS", "DATASETS", "DatasetConfig", "load_jsonl_problems", "load_problems"]

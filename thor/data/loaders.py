@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -50,21 +50,25 @@ def _register_benchmark(name: str) -> None:
             random.Random(cfg.shuffle_seed).shuffle(probs)
         return probs[: cfg.limit] if cfg.limit else probs
 
-    DATASETS.register(name, config=DatasetConfig, factory=make, description=f"shipped benchmark {name}")
+    DATASETS.register(
+        name, config=DatasetConfig, factory=make, description=f"shipped benchmark {name}"
+    )
 
 
 for _name in BENCHMARKS:
     _register_benchmark(_name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_shipped(name: str) -> tuple[Problem, ...]:
     ref = resources.files("thor.data") / "benchmarks" / BENCHMARKS[name]
     with resources.as_file(ref) as path:
         return tuple(load_jsonl_problems(path, source=name))
 
 
-def load_jsonl_problems(path: str | Path, *, source: str | None = None, require_answer: bool = False) -> list[Problem]:
+def load_jsonl_problems(
+    path: str | Path, *, source: str | None = None, require_answer: bool = False
+) -> list[Problem]:
     """Read problems from a JSONL file with ``problem`` (or ``question``) and ``answer`` fields.
 
     Other fields go to ``Problem.metadata``. A line without a problem, or invalid JSON, raises
@@ -102,7 +106,9 @@ def load_jsonl_problems(path: str | Path, *, source: str | None = None, require_
     return out
 
 
-def load_problems(name_or_path: str | Path, *, limit: int | None = None, shuffle_seed: int | None = None) -> list[Problem]:
+def load_problems(
+    name_or_path: str | Path, *, limit: int | None = None, shuffle_seed: int | None = None
+) -> list[Problem]:
     """Problems from a registered dataset name (did-you-mean on typos) or a JSONL path."""
     key = str(name_or_path)
     if key in DATASETS or not (key.endswith(".jsonl") or Path(key).exists()):

@@ -170,7 +170,9 @@ def extract_boxed(text: str) -> str | None:
 class OutputFormat(ThorConfig):
     """How a tool result is rendered back into the text (THOR-SPEC section 0 defaults)."""
 
-    max_chars: int = Field(256, ge=1, description="Outputs of at least this many characters are cut")
+    max_chars: int = Field(
+        256, ge=1, description="Outputs of at least this many characters are cut"
+    )
     head_chars: int = Field(128, ge=0)
     tail_chars: int = Field(128, ge=0)
     error_last_line_only: bool = Field(True, description="Reduce an error to its last stderr line")
