@@ -80,3 +80,5 @@ def make(name: str, /, **kwargs: Any) -> Any:
         >>> env = thor.make("thor/MathTIR-v0", max_rounds=3)  # doctest: +SKIP
     """
     return ENVS.make(name, **kwargs)
+
+import thor.envs  # noqa: E402,F401  (registers thor's envs with gymnasium on `import thor`)
