@@ -81,4 +81,5 @@ def make(name: str, /, **kwargs: Any) -> Any:
     """
     return ENVS.make(name, **kwargs)
 
+
 import thor.envs  # noqa: E402,F401  (registers thor's envs with gymnasium on `import thor`)

@@ -66,7 +66,7 @@ def test_code_runs_state_persists_and_answer_is_rewarded(env: TIREnv) -> None:
 
 def test_wrong_answer_and_errors_are_data(env: TIREnv) -> None:
     env.reset(options={"problem": "1/0?", "answer": "7"})
-    obs, *_ , info = env.step(code("print(1/0)"))
+    obs, *_, info = env.step(code("print(1/0)"))
     assert "ZeroDivisionError: division by zero" in obs and info["exec"].status == "error"
     _, r, term, _, info = env.step("\\boxed{8}")
     assert r == 0.0 and term and info["episode"].num_failed_calls == 1
@@ -133,7 +133,10 @@ def test_fork_branches_the_interpreter(env: TIREnv) -> None:
         obs, *_ = env.step(code("print(secret)"))
         assert secret in obs  # the parent is unchanged by the branch
         assert len(twin.episode.turns) == 2 and len(env.episode.turns) == 2
-        assert twin.episode.turns[1].text != env.episode.turns[1].text or twin.episode is not env.episode
+        assert (
+            twin.episode.turns[1].text != env.episode.turns[1].text
+            or twin.episode is not env.episode
+        )
     finally:
         twin.close()
     obs, *_ = env.step(code("print(secret)"))
@@ -160,8 +163,13 @@ def test_render_ansi() -> None:
 
 def test_sync_and_async_vector_envs() -> None:
     for mode in ("sync", "async"):
-        venv = gymnasium.make_vec("thor/MathTIR-v0", num_envs=2, vectorization_mode=mode,
-                                  dataset="gsm8k", dataset_limit=10)
+        venv = gymnasium.make_vec(
+            "thor/MathTIR-v0",
+            num_envs=2,
+            vectorization_mode=mode,
+            dataset="gsm8k",
+            dataset_limit=10,
+        )
         try:
             obs, _ = venv.reset(seed=0)
             assert len(obs) == 2 and all(isinstance(o, str) and o for o in obs)

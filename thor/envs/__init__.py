@@ -23,7 +23,9 @@ def _gym_entry_point(name: str, **kwargs: Any) -> gymnasium.Env[Any, Any]:
 
 def _register_with_gymnasium(entry: Entry[Any]) -> None:
     if entry.name not in gymnasium.registry:
-        gymnasium.register(id=entry.name, entry_point=functools.partial(_gym_entry_point, entry.name))
+        gymnasium.register(
+            id=entry.name, entry_point=functools.partial(_gym_entry_point, entry.name)
+        )
 
 
 ENVS.on_register(_register_with_gymnasium)

@@ -27,14 +27,23 @@ TIR_REASONING_SYSTEM = (
     "```output block. Put your final answer within \\boxed{}."
 )
 
-PROMPTS: dict[str, str] = {"cot": COT_SYSTEM, "tir": TIR_SYSTEM, "tir_reasoning": TIR_REASONING_SYSTEM}
+PROMPTS: dict[str, str] = {
+    "cot": COT_SYSTEM,
+    "tir": TIR_SYSTEM,
+    "tir_reasoning": TIR_REASONING_SYSTEM,
+}
 
 
-def messages_for(problem: str, style: str = "tir", system: str | None = None) -> list[dict[str, str]]:
+def messages_for(
+    problem: str, style: str = "tir", system: str | None = None
+) -> list[dict[str, str]]:
     """Chat messages for a problem: a system message (the style's, or ``system``) and the problem.
 
     Example:
         >>> [m["role"] for m in messages_for("1+1?", "cot")]
         ['system', 'user']
     """
-    return [{"role": "system", "content": system or PROMPTS[style]}, {"role": "user", "content": problem}]
+    return [
+        {"role": "system", "content": system or PROMPTS[style]},
+        {"role": "user", "content": problem},
+    ]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium
 from pydantic import Field
@@ -48,7 +48,10 @@ MAX_TEXT = 1 << 22  # longest observation or action the spaces admit (4 Mi chara
 class TIREnvConfig(ThorConfig):
     """Configuration of a tool-integrated reasoning episode (THOR-SPEC section 0 defaults)."""
 
-    dataset: str = Field("math_train", description="A registered dataset name or a JSONL path (never a test set by default)")
+    dataset: str = Field(
+        "math_train",
+        description="A registered dataset name or a JSONL path (never a test set by default)",
+    )
     dataset_limit: int | None = Field(None, ge=1)
     prompt_style: PromptStyle = "tir"
     system_prompt: str | None = Field(None, description="Replaces the style's system message")
@@ -56,10 +59,16 @@ class TIREnvConfig(ThorConfig):
     tool_config: dict[str, Any] = Field(default_factory=dict)
     sandbox: str = Field("local", description="A registered sandbox name")
     sandbox_config: dict[str, Any] = Field(default_factory=dict)
-    max_rounds: int = Field(5, ge=0, description="Tool calls per episode; 0 disables tools (chain of thought)")
+    max_rounds: int = Field(
+        5, ge=0, description="Tool calls per episode; 0 disables tools (chain of thought)"
+    )
     max_response_tokens: int = Field(4096, ge=1, description="Budget for model text + tool outputs")
-    cell_timeout_s: float | None = Field(None, gt=0, description="Per-call limit; None uses the sandbox's (30 s)")
-    reward: str | dict[str, float] = Field("correct", description="A reward name, or {name: weight} for Weighted")
+    cell_timeout_s: float | None = Field(
+        None, gt=0, description="Per-call limit; None uses the sandbox's (30 s)"
+    )
+    reward: str | dict[str, float] = Field(
+        "correct", description="A reward name, or {name: weight} for Weighted"
+    )
     on_sandbox_error: Literal["raise", "record"] = Field(
         "raise", description="A broken sandbox raises SandboxError, or is recorded as a failed call"
     )
@@ -82,7 +91,7 @@ class TIREnv(gymnasium.Env[str, str]):
     the next ``reset()``. ``fork()`` returns an independent copy that the caller owns and closes.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
 
     def __init__(
         self,
@@ -143,7 +152,9 @@ class TIREnv(gymnasium.Env[str, str]):
         return self._reward_fn
 
     # -- gymnasium API --------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
         """Start an episode: ``options={"problem": ..., "answer": ...}`` or a problem drawn by seed.
 
         Other options: ``id`` (episode id), ``index`` (a dataset index), ``metadata`` (kept).
@@ -151,17 +162,27 @@ class TIREnv(gymnasium.Env[str, str]):
         super().reset(seed=seed)
         self._close_session()
         problem = self._choose_problem(options or {})
-        messages = messages_for(problem.problem, self.config.prompt_style, self.config.system_prompt)
+        messages = messages_for(
+            problem.problem, self.config.prompt_style, self.config.system_prompt
+        )
         self._episode = Episode(
             id=str((options or {}).get("id") or problem.id),
             problem=problem.problem,
             answer=problem.answer,
-            metadata={"source": problem.source, **problem.metadata, **(options or {}).get("metadata", {})},
+            metadata={
+                "source": problem.source,
+                **problem.metadata,
+                **(options or {}).get("metadata", {}),
+            },
         )
         self._rounds = 0
         self._tokens = 0
         self._done = False
-        return problem.problem, {"messages": messages, "answer": problem.answer, "problem_id": problem.id}
+        return problem.problem, {
+            "messages": messages,
+            "answer": problem.answer,
+            "problem_id": problem.id,
+        }
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Take the model's next turn (text up to and including a closing code fence, or the answer)."""
@@ -191,7 +212,13 @@ class TIREnv(gymnasium.Env[str, str]):
         turn = turn.model_copy(update={"call": call, "result": result, "observation": obs})
         ep.turns.append(turn)
         self._tokens += self._count(obs, None)
-        info.update({"exec": result, "round": self._rounds, "rounds_left": self.config.max_rounds - self._rounds})
+        info.update(
+            {
+                "exec": result,
+                "round": self._rounds,
+                "rounds_left": self.config.max_rounds - self._rounds,
+            }
+        )
         if self._tokens >= self.config.max_response_tokens:
             return self._finish(obs, info, terminated=False, reason="max_tokens")
         info["tokens_used"] = self._tokens
@@ -205,7 +232,9 @@ class TIREnv(gymnasium.Env[str, str]):
         """
         twin = copy.copy(self)
         twin._episode = self._episode.model_copy(deep=True) if self._episode is not None else None
-        twin._session = self._session.fork() if self._session is not None and not self._session.closed else None
+        twin._session = (
+            self._session.fork() if self._session is not None and not self._session.closed else None
+        )
         twin._np_random = copy.deepcopy(self._np_random)
         return twin
 
@@ -226,7 +255,12 @@ class TIREnv(gymnasium.Env[str, str]):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError("options['problem'] must be a non-empty string")
             answer = options.get("answer")
-            return Problem(id=str(options.get("id", "custom")), problem=text, answer=None if answer is None else str(answer), source="custom")
+            return Problem(
+                id=str(options.get("id", "custom")),
+                problem=text,
+                answer=None if answer is None else str(answer),
+                source="custom",
+            )
         if self._problems is None:
             self._problems = load_problems(self.config.dataset, limit=self.config.dataset_limit)
         if not self._problems:
@@ -263,7 +297,9 @@ class TIREnv(gymnasium.Env[str, str]):
             return len(self.tokenizer.encode(text))
         return len(text)
 
-    def _finish(self, obs: str, info: dict[str, Any], *, terminated: bool, reason: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+    def _finish(
+        self, obs: str, info: dict[str, Any], *, terminated: bool, reason: str
+    ) -> tuple[str, float, bool, bool, dict[str, Any]]:
         from thor.envs.protocol import extract_boxed
         from thor.rewards import score
 
@@ -275,7 +311,14 @@ class TIREnv(gymnasium.Env[str, str]):
             ep.final_answer = extract_boxed(ep.response_text())
         breakdown = score(self.reward_fn, ep)
         ep.rewards, ep.reward = dict(breakdown.terms), breakdown.total
-        info.update({"reward_terms": dict(breakdown.terms), "stop_reason": reason, "tokens_used": self._tokens, "episode": ep})
+        info.update(
+            {
+                "reward_terms": dict(breakdown.terms),
+                "stop_reason": reason,
+                "tokens_used": self._tokens,
+                "episode": ep,
+            }
+        )
         self._close_session()
         return obs, float(breakdown.total), terminated, not terminated, info
 
@@ -299,7 +342,15 @@ class MathCoTConfig(TIREnvConfig):
     max_rounds: int = Field(0, ge=0)
 
 
-ENVS.register("thor/MathTIR-v0", config=TIREnvConfig, factory=_make_env,
-              description="Tool-integrated math reasoning on MATH train problems (THOR-SPEC section 0)")
-ENVS.register("thor/MathCoT-v0", config=MathCoTConfig, factory=_make_env,
-              description="The same problems without tools (chain of thought)")
+ENVS.register(
+    "thor/MathTIR-v0",
+    config=TIREnvConfig,
+    factory=_make_env,
+    description="Tool-integrated math reasoning on MATH train problems (THOR-SPEC section 0)",
+)
+ENVS.register(
+    "thor/MathCoT-v0",
+    config=MathCoTConfig,
+    factory=_make_env,
+    description="The same problems without tools (chain of thought)",
+)

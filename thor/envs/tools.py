@@ -22,7 +22,13 @@ from typing import ClassVar
 from pydantic import Field
 
 from thor.config import ThorConfig
-from thor.envs.protocol import CODE_STOP_STRINGS, OutputFormat, code_close_end, find_code_block, format_output
+from thor.envs.protocol import (
+    CODE_STOP_STRINGS,
+    OutputFormat,
+    code_close_end,
+    find_code_block,
+    format_output,
+)
 from thor.envs.sandbox.base import Session
 from thor.registries import TOOLS
 from thor.types import ExecResult, ToolCall
@@ -86,7 +92,9 @@ class Tool(ABC):
 class PythonToolConfig(ThorConfig):
     """The python tool: code blocks run in the episode's persistent sandbox session."""
 
-    run_unclosed: bool = Field(False, description="Also run an unclosed trailing block (the model stopped mid-code)")
+    run_unclosed: bool = Field(
+        False, description="Also run an unclosed trailing block (the model stopped mid-code)"
+    )
     output_format: OutputFormat = Field(default_factory=OutputFormat)
 
 
