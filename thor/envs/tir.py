@@ -38,7 +38,7 @@ from thor.errors import SandboxError
 from thor.registries import ENVS, SANDBOXES, TOOLS
 from thor.types import Episode, ExecResult, Problem, Turn
 
-__all__ = ["TIREnv", "TIREnvConfig"]
+__all__ = ["TIREnv", "TIREnvConfig", "shared_sandbox"]
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class TIREnv(gymnasium.Env[str, str]):
     @property
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            self._sandbox = _shared_sandbox(self.config.sandbox, self.config.sandbox_config)
+            self._sandbox = shared_sandbox(self.config.sandbox, self.config.sandbox_config)
         return self._sandbox
 
     @property
@@ -198,8 +198,10 @@ class TIREnv(gymnasium.Env[str, str]):
         self._tokens += self._count(turn.text, turn.token_ids)
         call = self.tool.find_call(turn.text) if self.config.max_rounds > 0 else None
         info: dict[str, Any] = {}
-        if call is None:  # no tool call: this turn is the final answer
+        if call is None:  # no tool call: this turn is the final answer (unless the budget ran out)
             ep.turns.append(turn)
+            if self._tokens >= self.config.max_response_tokens:
+                return self._finish("", info, terminated=False, reason="max_tokens")
             return self._finish("", info, terminated=True, reason="answer")
         if self._rounds >= self.config.max_rounds:
             ep.turns.append(turn)
@@ -323,7 +325,8 @@ class TIREnv(gymnasium.Env[str, str]):
         return obs, float(breakdown.total), terminated, not terminated, info
 
 
-def _shared_sandbox(name: str, config: dict[str, Any]) -> Sandbox:
+def shared_sandbox(name: str, config: dict[str, Any]) -> Sandbox:
+    """The process-wide shared instance of a registered sandbox (if it has one), else a new one."""
     entry = SANDBOXES.entry(name)
     shared = getattr(entry.factory, "shared", None)
     if shared is not None:
