@@ -1,1 +1,13 @@
-"""Filled in by its issue."""
+"""Test helpers shipped with thor: a tiny local tokenizer and model (and, from their issue, fakes).
+
+Example:
+    >>> from thor.testing import tiny_tokenizer
+    >>> tiny_tokenizer().eos_token
+    '<|endoftext|>'
+"""
+
+from __future__ import annotations
+
+from thor.testing.tiny import tiny_model, tiny_tokenizer
+
+__all__ = ["tiny_model", "tiny_tokenizer"]
