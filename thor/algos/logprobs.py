@@ -1,0 +1,147 @@
+"""Per-token log-probabilities (and entropies) of a causal LM, aligned with the input ids.
+
+``out[b, t]`` is ``log p(input_ids[b, t] | input_ids[b, :t])``: the score of token ``t`` given
+what precedes it, so the output lines up position by position with ``input_ids`` and with the
+loss mask of :mod:`thor.algos.batch`. Position 0 (no context) and padding positions are 0.
+
+Memory: the log-probability of the chosen token is ``logit[token] - logsumexp(logits)``, a gather
+and a reduction, so the full ``(B, T, V)`` log-softmax is never materialised (only the logits the
+model returns, in float32); ``chunk`` bounds even that by running the model on ``chunk`` rows of
+the batch at a time (for no-grad passes such as old or reference log-probs, the peak memory is
+then that of ``chunk`` rows).
+
+Example:
+    >>> import torch
+    >>> from thor.testing import tiny_model, tiny_tokenizer
+    >>> tok, model = tiny_tokenizer(), tiny_model()
+    >>> enc = tok(["print(1)", "x = 2 ** 10"], return_tensors="pt", padding=True)
+    >>> lp = token_logprobs(model, enc["input_ids"], enc["attention_mask"])
+    >>> lp.shape == enc["input_ids"].shape, bool((lp <= 0).all()), float(lp[0, 0].detach())
+    (True, True, 0.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["token_logprobs", "token_logprobs_and_entropy"]
+
+
+def _logits(model: Any, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    # Positions from the mask: correct for right padding (the same as 0..T-1) and for left padding.
+    position_ids = (attention_mask.long().cumsum(dim=-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=False,
+    )
+    return out.logits if hasattr(out, "logits") else out[0]
+
+
+def _rows(
+    model: Any, input_ids: Tensor, attention_mask: Tensor, temperature: float, with_entropy: bool
+) -> tuple[Tensor, Tensor | None]:
+    logits = _logits(model, input_ids, attention_mask)[:, :-1, :].float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    targets = input_ids[:, 1:]
+    lse = torch.logsumexp(logits, dim=-1)
+    chosen = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    valid = (attention_mask[:, 1:] > 0) & (attention_mask[:, :-1] > 0)
+    zero = torch.zeros((), dtype=chosen.dtype, device=chosen.device)
+    lp = torch.where(valid, chosen - lse, zero)
+    lp = torch.cat([torch.zeros_like(lp[:, :1]), lp], dim=1)
+    if not with_entropy:
+        return lp, None
+    with torch.no_grad():
+        # H = logsumexp(z) - sum softmax(z) * z, one more pass over the logits (no gradient).
+        ent = lse - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1)
+        ent = torch.where(valid, ent, zero)
+        ent = torch.cat([torch.zeros_like(ent[:, :1]), ent], dim=1)
+    return lp, ent
+
+
+def _run(
+    model: Any,
+    input_ids: Tensor,
+    attention_mask: Tensor | None,
+    temperature: float,
+    chunk: int | None,
+    with_entropy: bool,
+) -> tuple[Tensor, Tensor | None]:
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be (batch, tokens), got shape {tuple(input_ids.shape)}")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"attention_mask shape {tuple(attention_mask.shape)} != input_ids {tuple(input_ids.shape)}"
+        )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be >= 1 or None, got {chunk}")
+    if input_ids.shape[1] < 2:
+        z = torch.zeros(input_ids.shape, dtype=torch.float32, device=input_ids.device)
+        return z, (z.clone() if with_entropy else None)
+    step = chunk or input_ids.shape[0]
+    parts = [
+        _rows(
+            model, input_ids[i : i + step], attention_mask[i : i + step], temperature, with_entropy
+        )
+        for i in range(0, input_ids.shape[0], step)
+    ]
+    lp = torch.cat([p[0] for p in parts], dim=0)
+    ent = torch.cat([p[1] for p in parts], dim=0) if with_entropy else None  # type: ignore[misc]
+    return lp, ent
+
+
+def token_logprobs(
+    model: Any,
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+    chunk: int | None = None,
+) -> Tensor:
+    """Log-probability of each token given the tokens before it, ``(B, T)`` float32.
+
+    Args:
+        model: a causal LM called as ``model(input_ids=..., attention_mask=..., position_ids=...)``
+            that returns logits ``(B, T, V)`` (any transformers ``*ForCausalLM``).
+        input_ids: ``(B, T)`` token ids (right or left padded).
+        attention_mask: ``(B, T)``, 1 on real tokens; ``None`` means no padding.
+        temperature: logits are divided by it (use the sampling temperature so that ratios compare
+            like with like).
+        chunk: run the model on this many rows at a time (``None``: the whole batch at once).
+
+    Returns:
+        ``out[b, t] = log p(input_ids[b, t] | input_ids[b, :t])``; 0 at position 0 and wherever
+        the token or its predecessor is padding. Differentiable unless called under ``no_grad``.
+
+    Raises:
+        ValueError: bad shapes, ``temperature <= 0`` or ``chunk < 1``.
+    """
+    return _run(model, input_ids, attention_mask, temperature, chunk, with_entropy=False)[0]
+
+
+def token_logprobs_and_entropy(
+    model: Any,
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+    chunk: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """As :func:`token_logprobs`, plus the entropy of the predictive distribution at each position.
+
+    ``entropy[b, t]`` is the entropy of the distribution that scored ``input_ids[b, t]`` (aligned
+    like the log-probs; 0 where they are 0). The entropy is a metric: it carries no gradient.
+    """
+    lp, ent = _run(model, input_ids, attention_mask, temperature, chunk, with_entropy=True)
+    assert ent is not None
+    return lp, ent
