@@ -1,0 +1,324 @@
+"""The interpreter: runs cells in one persistent namespace, and forks branches of itself.
+
+Session protocol (host -> interpreter, one frame per request, one reply each):
+
+- ``{"op": "run", "code": str, "timeout": float, "cpu": float, "stdin": str | null}`` ->
+  ``{"type": "result", "status": "ok" | "error" | "timeout", "stdout", "stderr", "reason",
+  "duration_s", "truncated"}``
+- ``{"op": "fork", "scratch": str | null}`` with a new socket end attached -> ``{"type": "forked"}``;
+  the branch says ``hello`` on the new socket.
+- ``{"op": "ping"}`` -> ``{"type": "pong"}``
+
+When the interpreter dies instead of replying, its guardian sends ``{"type": "died", ...}``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import io
+import linecache
+import math
+import os
+import resource
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import traceback
+import types
+from typing import Any
+
+from . import wire
+from .guardian import guard
+
+MB = 1 << 20
+
+
+class CellTimeout(BaseException):
+    """Raised into the cell when its wall-clock or CPU budget is spent.
+
+    A BaseException, so that a model's ``except Exception`` cannot swallow it.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+def serve(sock: socket.socket, limits: dict[str, Any]) -> None:
+    """Say hello, then answer requests until the host closes the socket."""
+    Interpreter(sock, limits).loop()
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:1000] if lines else ""
+
+
+class Interpreter:
+    """One persistent namespace plus the machinery around each cell."""
+
+    def __init__(self, sock: socket.socket, limits: dict[str, Any]) -> None:
+        self.sock = sock
+        self.cpu_hard = max(1, int(limits["session_cpu_s"]))
+        self.file_limit = int(limits["file_mb"]) * MB
+        self.output_bytes = int(limits["output_bytes"])
+        self.count = 0
+        self.armed = False
+        self.branches: list[int] = []
+        module = types.ModuleType("__main__")
+        module.__dict__["__builtins__"] = builtins
+        sys.modules["__main__"] = module
+        self.ns = module.__dict__
+        self.null = os.open("/dev/null", os.O_RDWR)
+        os.set_inheritable(self.null, False)
+        self.out = self.err = None
+        self._new_streams()
+        sys.path.insert(0, "")  # like the REPL: modules written into the scratch directory import
+        signal.signal(signal.SIGALRM, self._on_signal)
+        signal.signal(signal.SIGXCPU, self._on_signal)
+
+    # -- the loop -------------------------------------------------------------------------
+    def loop(self) -> None:
+        self.hello()
+        while True:
+            got = wire.recv(self.sock, max_fds=1)
+            if got is None:
+                return
+            msg, fds = got
+            self._reap()
+            op = msg.get("op")
+            if op == "run":
+                reply = self.run(msg)
+            elif op == "fork" and len(fds) == 1:
+                try:
+                    if self.fork(msg, fds[0]):
+                        continue  # this is the branch: it said hello on its own socket
+                    reply = {"type": "forked"}
+                except OSError as err:
+                    reply = {"type": "error", "message": f"fork failed: {err}"}
+            elif op == "ping":
+                reply = {"type": "pong"}
+            else:
+                for fd in fds:
+                    os.close(fd)
+                reply = {"type": "error", "message": f"unknown request {op!r}"}
+            wire.send(self.sock, reply)
+
+    def hello(self) -> None:
+        info = {"type": "hello", "pid": os.getpid(), "uid": os.getuid(), "cwd": os.getcwd()}
+        wire.send(self.sock, info, creds=True)
+
+    # -- one cell ---------------------------------------------------------------------------
+    def run(self, msg: dict[str, Any]) -> dict[str, Any]:
+        code, timeout, cpu = str(msg["code"]), float(msg["timeout"]), float(msg["cpu"])
+        self.count += 1
+        name = f"<cell {self.count}>"
+        out_fd = os.memfd_create("stdout", os.MFD_CLOEXEC)
+        err_fd = os.memfd_create("stderr", os.MFD_CLOEXEC)
+        start = time.perf_counter()
+        try:
+            self._redirect(out_fd, err_fd, msg.get("stdin"))
+            status, reason, trace = self._execute(code, name, timeout, cpu)
+            if trace:
+                # past the output limit the write fails; the reason still says what happened
+                with contextlib.suppress(OSError):
+                    os.write(err_fd, trace.encode("utf-8", "backslashreplace"))
+            self._restore()
+            duration = time.perf_counter() - start
+            stdout, cut_out, full_out = self._collect(out_fd)
+            stderr, cut_err, full_err = self._collect(err_fd)
+        finally:
+            os.close(out_fd)
+            os.close(err_fd)
+        if full_out or full_err:
+            limit = f"output limit of {self.file_limit // MB} MB exceeded"
+            reason = f"{limit}; {reason}" if reason else limit
+        return {
+            "type": "result",
+            "status": status,
+            "stdout": stdout,
+            "stderr": stderr,
+            "reason": reason,
+            "duration_s": duration,
+            "truncated": cut_out or cut_err,
+        }
+
+    def _execute(self, code: str, name: str, timeout: float, cpu: float) -> tuple[str, str, str]:
+        try:
+            compiled = compile(code, name, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as err:
+            text = "".join(traceback.format_exception_only(type(err), err))
+            return "error", _last_line(text), text
+        linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+        try:
+            return self._guarded(compiled, timeout, cpu)
+        except CellTimeout as late:  # fired while the cell's own handlers ran
+            self._disarm()
+            return "timeout", self._timeout_reason(late.kind, timeout, cpu), ""
+
+    def _guarded(
+        self, compiled: types.CodeType, timeout: float, cpu: float
+    ) -> tuple[str, str, str]:
+        self._arm(timeout, cpu)
+        try:
+            exec(compiled, self.ns)
+            outcome = ("ok", "", "")
+        except CellTimeout as hit:
+            outcome = ("timeout", self._timeout_reason(hit.kind, timeout, cpu), "")
+        except SystemExit as ex:
+            outcome = self._exit_outcome(ex)
+        except (Exception, KeyboardInterrupt, GeneratorExit) as err:
+            text = self._format(err)
+            outcome = ("error", _last_line(text), text)
+        finally:
+            self._disarm()
+        return outcome
+
+    @staticmethod
+    def _exit_outcome(ex: SystemExit) -> tuple[str, str, str]:
+        code = ex.code
+        if code is None or code == 0:
+            return "ok", "", ""
+        if isinstance(code, int):
+            return "error", f"SystemExit: {code}", ""
+        return "error", f"SystemExit: {code}"[:1000], f"{code}\n"
+
+    @staticmethod
+    def _format(err: BaseException) -> str:
+        tb = err.__traceback__
+        while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<cell "):
+            tb = tb.tb_next  # drop the worker's own frames
+        return "".join(traceback.TracebackException(type(err), err, tb, compact=True).format())
+
+    def _timeout_reason(self, kind: str, timeout: float, cpu: float) -> str:
+        if kind == "cpu":
+            return f"CPU time limit of {cpu:g} s exceeded"
+        return f"wall-clock limit of {timeout:g} s exceeded"
+
+    # -- limits -----------------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self.armed:
+            raise CellTimeout("cpu" if signum == signal.SIGXCPU else "wall")
+
+    def _arm(self, timeout: float, cpu: float) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        used = usage.ru_utime + usage.ru_stime
+        soft = min(self.cpu_hard, max(1, math.ceil(used + cpu)))
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, self.cpu_hard))
+        self.armed = True
+        signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001), 0.25)
+
+    def _disarm(self) -> None:
+        self.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_hard, self.cpu_hard))
+
+    # -- output -----------------------------------------------------------------------------
+    def _new_streams(self) -> None:
+        def stream(fd: int) -> io.TextIOWrapper:
+            raw = io.FileIO(fd, "w", closefd=False)
+            return io.TextIOWrapper(
+                io.BufferedWriter(raw, 8192), encoding="utf-8", errors="backslashreplace"
+            )
+
+        self.out, self.err = stream(1), stream(2)
+        sys.stdout = sys.__stdout__ = self.out  # type: ignore[misc]
+        sys.stderr = sys.__stderr__ = self.err  # type: ignore[misc]
+
+    def _redirect(self, out_fd: int, err_fd: int, stdin: str | None) -> None:
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        sys.stdout, sys.stderr = self.out, self.err
+        sys.stdin = io.StringIO(stdin or "")
+
+    def _restore(self) -> None:
+        healthy = True
+        for s in (self.out, self.err, sys.stdout, sys.stderr):
+            try:
+                s.flush()
+            except (OSError, ValueError, AttributeError):
+                healthy = False  # closed by the cell, or the output limit refused the rest
+        os.dup2(self.null, 1)
+        os.dup2(self.null, 2)
+        if not healthy or self.out.closed or self.err.closed:
+            self._new_streams()  # the old ones are dropped while fds 1 and 2 point to /dev/null
+        sys.stdout, sys.stderr = self.out, self.err
+
+    def _collect(self, fd: int) -> tuple[str, bool, bool]:
+        """The captured text (head and tail when too long), whether it was cut, whether full."""
+        size = os.fstat(fd).st_size
+        cap = self.output_bytes
+        if size <= cap:
+            return os.pread(fd, size, 0).decode("utf-8", "replace"), False, size >= self.file_limit
+        half = cap // 2
+        head = os.pread(fd, half, 0).decode("utf-8", "replace")
+        tail = os.pread(fd, cap - half, size - (cap - half)).decode("utf-8", "replace")
+        note = f"\n[... {size - cap} bytes of output cut ...]\n"
+        return head + note + tail, True, size >= self.file_limit
+
+    # -- fork -------------------------------------------------------------------------------
+    def fork(self, msg: dict[str, Any], fd: int) -> bool:
+        """Branch this interpreter; True in the branch, False in the parent.
+
+        The parent forks the branch's guardian, which starts its own session (``setsid``) and
+        forks the branch's interpreter: two forks, the minimum for a guardian per interpreter.
+        The guardian stays this interpreter's child until the branch ends; it is reaped by pid
+        (``_reap``), never with a wildcard wait, so the cell's own children are left alone.
+        """
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(fd)
+            raise
+        if pid:
+            os.close(fd)
+            self.branches.append(pid)
+            return False
+        try:
+            self.sock.close()  # neither the guardian nor the branch may hold the parent's channel
+            sock = socket.socket(fileno=fd)
+            os.setsid()
+            branch = os.fork()
+            if branch:
+                guard(branch, sock, float(self.cpu_hard))
+            self.sock = sock
+            self.branches = []
+            self._enter_scratch(msg.get("scratch"))
+            self.hello()
+            return True
+        except Exception as err:  # tell the host why the branch could not start
+            with contextlib.suppress(OSError):
+                wire.send(
+                    socket.socket(fileno=fd), {"type": "error", "message": f"fork failed: {err!r}"}
+                )
+            os._exit(70)
+
+    def _reap(self) -> None:
+        """Collect the guardians of branches that ended (targeted waits only)."""
+        for pid in list(self.branches):
+            try:
+                done, _status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid  # already collected (by the cell's own os.wait, for instance)
+            if done:
+                self.branches.remove(pid)
+
+    def _enter_scratch(self, target: str | None) -> None:
+        """Copy the parent's working directory into the branch's own, and move there."""
+        src = os.getcwd()
+        if target is None:  # isolated: a fresh directory in the session's tmpfs
+            target = tempfile.mkdtemp(prefix=".fork-", dir="/tmp")
+        root_level = src == "/tmp"
+
+        def skip(path: str, names: list[str]) -> list[str]:
+            if root_level and os.path.abspath(path) == src:
+                return [n for n in names if n.startswith(".fork-")]
+            return []
+
+        shutil.copytree(src, target, symlinks=True, ignore=skip, dirs_exist_ok=True)
+        os.chdir(target)
+        os.environ["PWD"] = target

@@ -1,0 +1,145 @@
+"""The template ("zygote"): pre-imports the heavy modules once and forks one session per request.
+
+The template never runs model code. In isolated mode it is root inside its own bubblewrap
+namespaces (mount, pid, net, ipc, uts), and each session it forks makes itself a private mount
+namespace with a size-limited scratch tmpfs on ``/tmp``, sets its resource limits, drops every
+capability and becomes a uid that no other session uses, before any model code exists. A session
+is two processes: a tiny guardian that waits for the interpreter and reports how it died, and the
+interpreter itself (:mod:`.cells`).
+
+Control protocol (host -> template, one frame per request, the session's socket end attached):
+``{"op": "open", "uid": int | null, "scratch": str, "limits": {...}}``. The template answers
+nothing; the new session says hello on its own socket, or the socket closes.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import os
+import resource
+import signal
+import socket
+import traceback
+from typing import Any
+
+from . import cells, wire
+from .guardian import guard
+
+
+def main(argv: list[str]) -> None:
+    """Entry point: ``argv[0]`` is the JSON config written by the host."""
+    cfg = json.loads(argv[0])
+    ctl = socket.socket(fileno=int(cfg["ctl_fd"]))
+    isolated = bool(cfg["isolated"])
+    for name in cfg.get("preimport", []):
+        importlib.import_module(name)
+    if cfg.get("warmup"):  # trusted code from the host's config, never model code
+        exec(compile(cfg["warmup"], "<warmup>", "exec"), {"__name__": "__warmup__"})
+    if isolated:
+        # Every session then sees only its own processes (root, the template, sees all).
+        flags = wire.MS_REMOUNT | wire.MS_NOSUID | wire.MS_NODEV | wire.MS_NOEXEC
+        wire.mount("proc", "/proc", "proc", flags, "hidepid=2")
+    wire.prctl(wire.PR_SET_CHILD_SUBREAPER, 1)
+    signal.signal(signal.SIGCHLD, _reap)
+    gc.collect()
+    gc.freeze()  # keep the template's objects out of the children's collections (fewer COW copies)
+    wire.send(ctl, {"type": "template", "pid": os.getpid()}, creds=True)
+    while True:
+        got = wire.recv(ctl, max_fds=1)
+        if got is None:
+            return  # the host is gone: leaving ends the pid namespace and every session in it
+        req, fds = got
+        if req.get("op") != "open" or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            continue
+        pid = os.fork()
+        if pid == 0:
+            _session(ctl, fds[0], req, isolated)  # never returns
+        os.close(fds[0])
+
+
+def _reap(_signum: int, _frame: Any) -> None:
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _session(ctl: socket.socket, fd: int, req: dict[str, Any], isolated: bool) -> None:
+    """In the forked child: set the session up, then split into guardian and interpreter."""
+    sock = None
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        ctl.close()
+        sock = socket.socket(fileno=fd)
+        limits = req["limits"]
+        _setup(req, isolated)
+        pid = os.fork()
+        if pid:
+            guard(pid, sock, float(limits["session_cpu_s"]))
+        cells.serve(sock, limits)
+        os._exit(0)
+    except Exception as err:  # report why the session could not start, then die
+        if sock is not None:
+            try:
+                where = traceback.extract_tb(err.__traceback__)[-1]
+                msg = f"session setup failed: {err!r} (at {where.name}:{where.lineno})"
+                wire.send(sock, {"type": "error", "message": msg})
+            except OSError:
+                pass
+    os._exit(70)
+
+
+def _setup(req: dict[str, Any], isolated: bool) -> None:
+    """Mounts, limits and identity of a fresh session (runs as root in isolated mode)."""
+    limits = req["limits"]
+    null = os.open("/dev/null", os.O_RDWR)
+    for std in (0, 1, 2):
+        os.dup2(null, std)
+    os.close(null)
+    if isolated:
+        uid = int(req["uid"])
+        wire.unshare(wire.CLONE_NEWNS)
+        wire.mount(None, "/", None, wire.MS_REC | wire.MS_PRIVATE, None)
+        size = int(limits["scratch_mb"])
+        opts = f"size={size}m,nr_inodes=65536,mode=0700,uid={uid},gid={uid}"
+        wire.mount("tmpfs", "/tmp", "tmpfs", wire.MS_NOSUID | wire.MS_NODEV, opts)
+        if os.path.isdir("/dev/shm"):  # shared memory (multiprocessing) is private too
+            wire.mount("tmpfs", "/dev/shm", "tmpfs", wire.MS_NOSUID | wire.MS_NODEV, opts)
+        scratch = "/tmp"
+    else:
+        scratch = str(req["scratch"])
+    os.setsid()
+    _set_limits(limits, isolated)
+    if isolated:
+        wire.drop_bounding_set()
+        wire.clear_inheritable()
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        if os.getuid() != uid or os.geteuid() != uid:
+            raise OSError("could not become the session's user")
+    else:
+        wire.prctl(wire.PR_SET_PDEATHSIG, signal.SIGKILL)
+    wire.prctl(wire.PR_SET_NO_NEW_PRIVS, 1)
+    os.chdir(scratch)  # as the session's user: root holds no capability to enter its 0700 tmpfs
+    os.environ["HOME"] = scratch
+    os.environ["TMPDIR"] = scratch
+
+
+def _set_limits(limits: dict[str, Any], isolated: bool) -> None:
+    mb = 1 << 20
+    cpu = max(1, int(limits["session_cpu_s"]))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    resource.setrlimit(resource.RLIMIT_AS, (int(limits["memory_mb"]) * mb,) * 2)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (int(limits["open_files"]),) * 2)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(limits["file_mb"]) * mb,) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if isolated:  # counted per real uid: only meaningful with a uid of the session's own
+        resource.setrlimit(resource.RLIMIT_NPROC, (int(limits["processes"]),) * 2)

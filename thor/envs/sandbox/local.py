@@ -1,0 +1,445 @@
+"""The local sandbox: isolated, persistent, forkable python sessions from a pre-started template.
+
+Example:
+    >>> from thor.envs.sandbox import LocalSandbox
+    >>> with LocalSandbox() as sandbox, sandbox.open() as session:  # doctest: +SKIP
+    ...     session.run("x = 6 * 7").status
+    ...     branch = session.fork()
+    ...     branch.run("print(x)").stdout
+    'ok'
+    '42\\n'
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import threading
+import time
+import weakref
+from typing import Any, ClassVar
+
+from thor.config import validate_config
+from thor.envs.sandbox.channel import (
+    Channel,
+    ChannelClosed,
+    ChannelError,
+    ChannelTimeout,
+    check_result,
+)
+from thor.envs.sandbox.config import LocalSandboxConfig, SandboxLimits
+from thor.envs.sandbox.isolation import resolve_isolation
+from thor.envs.sandbox.procs import UidPool
+from thor.envs.sandbox.template import Family, Proc, Template, death_reason
+from thor.errors import SandboxError
+from thor.types import ExecResult
+
+__all__ = ["LocalSandbox", "LocalSession"]
+
+log = logging.getLogger("thor.sandbox")
+
+
+class LocalSandbox:
+    """A source of isolated python sessions on this machine.
+
+    One template process (numpy and sympy imported, run by bubblewrap without a user namespace,
+    so root inside its own namespaces) forks every session: opening one costs milliseconds. Each
+    session family runs as a uid of its own with a private scratch tmpfs on ``/tmp``, no network,
+    a read-only allowlist of host paths, a scrubbed environment and resource limits; a small pool
+    of sessions is kept started ahead of :meth:`open`. See ``SECURITY.md`` for the threat model.
+
+    Thread safety: many threads may open, fork and run different sessions at once; one session is
+    used by one thread at a time (each session holds a lock).
+
+    Args:
+        config: a :class:`LocalSandboxConfig` (or a dict of its fields).
+
+    Raises:
+        IsolationError: isolation is required (the default) and unavailable here, with the fix.
+
+    Example:
+        >>> sandbox = LocalSandbox()  # doctest: +SKIP
+        >>> session = sandbox.open()  # doctest: +SKIP
+        >>> session.run("import sympy; print(sympy.factor('x**2-1'))").stdout  # doctest: +SKIP
+        '(x - 1)*(x + 1)\\n'
+        >>> sandbox.close()  # doctest: +SKIP
+    """
+
+    _shared: ClassVar[dict[str, LocalSandbox]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, config: LocalSandboxConfig | dict[str, Any] | None = None) -> None:
+        self.config = validate_config(LocalSandboxConfig, config if config is not None else {})
+        self.isolated = resolve_isolation(self.config)
+        self.limits: SandboxLimits = self.config.limits
+        self._uids = UidPool() if self.isolated else None
+        self._lock = threading.RLock()
+        self._closed = False
+        self._procs: set[Proc] = set()
+        self._pool: collections.deque[Proc] = collections.deque()
+        self._want = threading.Event()
+        text = self.limits.output_bytes + 512
+        self._max_text = text
+        self._max_frame = (2 * text + 4000) * 6 + 4096
+        self._worker_limits = self.limits.worker_limits()
+        self._template: Template | None = Template(self.config, self.isolated)
+        _instances.add(self)
+        if self.config.pool_size:
+            ref = weakref.ref(self)
+            threading.Thread(
+                target=_refill, args=(ref,), name="thor-sandbox-pool", daemon=True
+            ).start()
+
+    # -- public API -----------------------------------------------------------------------------
+    @classmethod
+    def shared(cls, config: LocalSandboxConfig | dict[str, Any] | None = None) -> LocalSandbox:
+        """The process-wide sandbox for ``config``, started on first use (one per distinct config).
+
+        An explicit, documented process-wide cache: envs that each need sessions share one
+        template instead of starting their own. The instances are closed at interpreter exit
+        (``atexit``); closing one by hand makes the next call start a new one.
+        """
+        cfg = validate_config(LocalSandboxConfig, config if config is not None else {})
+        key = cfg.model_dump_json()
+        with cls._shared_lock:
+            found = cls._shared.get(key)
+            if found is None or found.closed:
+                found = cls._shared[key] = cls(cfg)
+            return found
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def open(self) -> LocalSession:
+        """A fresh session: an empty namespace, the preimported modules ready to import."""
+        return LocalSession(self, self._take())
+
+    def close(self) -> None:
+        """Kill every session and the template (idempotent). Sessions then raise on use."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            procs = list(self._procs)
+            self._procs.clear()
+            self._pool.clear()
+            template, self._template = self._template, None
+        self._want.set()
+        for proc in procs:
+            proc.kill()
+        if template is not None:
+            template.close()
+
+    def __enter__(self) -> LocalSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("isolated" if self.isolated else "UNPROTECTED")
+        return f"LocalSandbox({state}, {len(self._procs)} live interpreters)"
+
+    # -- processes ------------------------------------------------------------------------------
+    def _take(self) -> Proc:
+        while True:
+            with self._lock:
+                self._check_open()
+                proc = self._pool.popleft() if self._pool else None
+            self._want.set()
+            if proc is None:
+                return self._spawn()
+            if proc.handle.alive():
+                return proc
+            self._discard(proc)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SandboxError("the sandbox is closed")
+
+    def _live_template(self) -> Template:
+        with self._lock:
+            self._check_open()
+            if self._template is not None and self._template.alive():
+                return self._template
+            old, self._template = self._template, None
+            if old is not None:
+                log.warning(
+                    "the sandbox template died (%s); restarting it",
+                    old.log_tail(300) or "no output",
+                )
+                old.close()
+                for proc in list(self._pool):
+                    self._discard(proc)
+            self._template = Template(self.config, self.isolated)
+            return self._template
+
+    def _spawn(self) -> Proc:
+        """A new interpreter straight from the template (restarted once if it died)."""
+        channel, family = self._request()
+        proc = Proc.await_hello(channel, family, time.monotonic() + self.config.open_timeout_s)
+        return self._register(proc)
+
+    def _request(self) -> tuple[Channel, Family]:
+        """Ask the template for a new interpreter; its hello is awaited separately."""
+        for attempt in (1, 2):
+            template = self._live_template()
+            family = Family(self._uids, template.proc_root)
+            channel, theirs = Channel.pair(self._max_frame)
+            req = {
+                "op": "open",
+                "uid": family.uid,
+                "scratch": family.new_dir(),
+                "limits": self._worker_limits,
+            }
+            try:
+                template.request_open(req, theirs)
+                return channel, family
+            except ChannelClosed:
+                channel.close()
+                family.release()
+                if attempt == 2:
+                    raise SandboxError(
+                        "the sandbox template keeps dying; see the log above"
+                    ) from None
+            finally:
+                theirs.close()
+        raise AssertionError("unreachable")
+
+    def _fork(self, parent: Proc) -> Proc:
+        family = parent.family
+        channel, theirs = Channel.pair(self._max_frame)
+        deadline = time.monotonic() + self.config.open_timeout_s
+        try:
+            parent.channel.send({"op": "fork", "scratch": family.new_dir()}, fds=(theirs.fileno(),))
+            theirs.close()
+            reply, _ = parent.channel.recv(deadline)
+        except ChannelError as err:
+            theirs.close()
+            channel.close()
+            self._discard(parent)
+            raise SandboxError(f"fork failed: the session broke ({err})") from None
+        if reply.get("type") != "forked":
+            channel.close()
+            if reply.get("type") == "died":
+                self._discard(parent)
+                raise SandboxError(f"fork failed: the session died ({death_reason(reply)})")
+            raise SandboxError(f"fork failed: {str(reply.get('message', reply.get('type')))[:500]}")
+        return self._register(Proc.await_hello(channel, family, deadline))
+
+    def _register(self, proc: Proc) -> Proc:
+        with self._lock:
+            if not self._closed:
+                self._procs.add(proc)
+                return proc
+        proc.kill()
+        raise SandboxError("the sandbox is closed")
+
+    def _discard(self, proc: Proc) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+        proc.kill()
+
+    def _refill_once(self) -> bool:
+        """Start the interpreters the pool lacks, all at once; False when none was needed."""
+        with self._lock:
+            if self._closed:
+                return False
+            short = self.config.pool_size - len(self._pool)
+        if short <= 0:
+            return False
+        pending = [self._request() for _ in range(short)]
+        deadline = time.monotonic() + self.config.open_timeout_s
+        error: SandboxError | None = None
+        for channel, family in pending:
+            try:
+                proc = self._register(Proc.await_hello(channel, family, deadline))
+            except SandboxError as err:
+                error = err
+                continue
+            with self._lock:
+                if not self._closed:
+                    self._pool.append(proc)
+                    continue
+            self._discard(proc)
+        if error is not None:
+            raise error
+        return True
+
+    # -- cells ----------------------------------------------------------------------------------
+    def _run(self, proc: Proc, code: str, timeout: float) -> ExecResult:
+        cpu = float(self.limits.cpu_s) if self.limits.cpu_s is not None else timeout
+        start = time.monotonic()
+        deadline = start + timeout + self.limits.grace_s
+        try:
+            proc.channel.send(
+                {"op": "run", "code": code, "timeout": timeout, "cpu": cpu, "stdin": None}
+            )
+            msg, _ = proc.channel.recv(deadline)
+        except ChannelTimeout:
+            self._discard(proc)
+            reason = f"wall-clock limit of {timeout:g} s exceeded; the interpreter did not stop and was killed"
+            return ExecResult(
+                status="timeout",
+                reason=reason,
+                duration_s=time.monotonic() - start,
+                state_lost=True,
+            )
+        except ChannelError as err:
+            return self._broken(proc, err, start)
+        kind = msg.get("type")
+        if kind == "result":
+            try:
+                return ExecResult(**check_result(msg, self._max_text))
+            except ChannelError as err:
+                return self._broken(proc, err, start)
+        if kind == "died":
+            self._discard(proc)
+            return ExecResult(
+                status="killed",
+                reason=death_reason(msg),
+                duration_s=time.monotonic() - start,
+                state_lost=True,
+            )
+        return self._broken(proc, ChannelError(f"unexpected reply {kind!r:.40}"), start)
+
+    def _broken(self, proc: Proc, err: ChannelError, start: float) -> ExecResult:
+        """The session broke the protocol or vanished: kill it and say so."""
+        self._discard(proc)
+        if isinstance(err, ChannelClosed):
+            reason = "the interpreter ended without a report (its guardian was killed?)"
+        else:
+            reason = f"the session broke the sandbox protocol and was killed: {err}"
+        return ExecResult(
+            status="killed", reason=reason, duration_s=time.monotonic() - start, state_lost=True
+        )
+
+
+class LocalSession:
+    """One persistent interpreter of a :class:`LocalSandbox` (see :class:`~thor.envs.sandbox.base.Session`).
+
+    When the interpreter dies (a signal, a limit, ``os._exit``, a hard timeout), that cell's result
+    says so (``state_lost=True``) and the next :meth:`run` starts a fresh interpreter
+    transparently; its result has ``state_lost=True`` too.
+
+    Example:
+        >>> with LocalSandbox().open() as s:  # doctest: +SKIP
+        ...     s.run("import os; token = os.urandom(8).hex()")
+        ...     b = s.fork()  # the same token: state is copied, not replayed
+        ...     assert b.run("print(token)").stdout == s.run("print(token)").stdout
+    """
+
+    def __init__(self, sandbox: LocalSandbox, proc: Proc) -> None:
+        self._sandbox = sandbox
+        self._proc: Proc | None = proc
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def pid(self) -> int | None:
+        """The interpreter's pid on the host (None while no interpreter runs)."""
+        return None if self._proc is None else self._proc.handle.pid
+
+    @property
+    def uid(self) -> int | None:
+        """The session's own uid (isolated mode), shared with its forks."""
+        return None if self._proc is None else self._proc.family.uid
+
+    def run(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
+        """Run one cell; ``timeout_s`` overrides the sandbox's per-cell wall-clock limit."""
+        limits = self._sandbox.limits
+        timeout = limits.timeout_s if timeout_s is None else float(timeout_s)
+        if not timeout > 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
+        size = len(code.encode("utf-8", "surrogatepass"))
+        if size > limits.code_bytes:
+            reason = f"code too large: {size:,} bytes (limit {limits.code_bytes:,}: SandboxLimits.code_bytes)"
+            return ExecResult(status="error", reason=reason, stderr=reason + "\n")
+        with self._lock:
+            self._check_open()
+            fresh = self._proc is None or self._proc.dead
+            if fresh:
+                self._proc = self._sandbox._take()
+            assert self._proc is not None
+            result = self._sandbox._run(self._proc, code, timeout)
+            if self._proc.dead:
+                self._proc = None
+        if fresh and not result.state_lost:
+            result = result.model_copy(update={"state_lost": True})
+        return result
+
+    def fork(self) -> LocalSession:
+        """A new, independent session with a copy of this one's state (copy-on-write; no replay).
+
+        The branch gets a copy of the working directory (a new directory in the same scratch
+        tmpfs: absolute paths into the parent's directory still reach the parent's files) and
+        shares the family's uid, process limit and scratch space.
+        """
+        with self._lock:
+            self._check_open()
+            if self._proc is None or self._proc.dead:
+                self._proc = self._sandbox._take()
+            child = self._sandbox._fork(self._proc)
+            if self._proc.dead:
+                self._proc = None
+        return LocalSession(self._sandbox, child)
+
+    def close(self) -> None:
+        """Kill the interpreter and everything it started (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            proc, self._proc = self._proc, None
+        if proc is not None:
+            self._sandbox._discard(proc)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SandboxError("the session is closed")
+        self._sandbox._check_open()
+
+    def __enter__(self) -> LocalSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LocalSession(pid={self.pid}, uid={self.uid}, closed={self._closed})"
+
+
+_instances: weakref.WeakSet[LocalSandbox] = weakref.WeakSet()
+
+
+def _refill(ref: weakref.ref[LocalSandbox]) -> None:
+    """The pool's thread: keeps ``pool_size`` interpreters started (holds no strong reference)."""
+    failures = 0
+    while True:
+        sandbox = ref()
+        if sandbox is None or sandbox.closed:
+            return
+        want = sandbox._want
+        want.clear()
+        try:
+            started = sandbox._refill_once()
+            failures = 0
+        except SandboxError as err:
+            started = False
+            failures += 1
+            log.warning("sandbox pool: could not start a session: %s", err)
+        del sandbox
+        if not started:
+            want.wait(min(30.0, 0.5 * 2**failures) if failures else 1.0)
+
+
+@atexit.register
+def _close_all() -> None:
+    for sandbox in list(_instances):
+        sandbox.close()

@@ -1,0 +1,208 @@
+"""Host-side process control: session uids, and killing every process of a session.
+
+Each isolated session family (a session and its forks) runs as a uid that nothing else on the
+host uses, drawn from a random range per :class:`UidPool`, so a sweep by uid can never hit an
+unrelated process. Killing goes through process file descriptors (``/proc/<pid>`` directory fds
+used as pidfds), so a recycled pid is never signalled by mistake.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import random
+import select
+import signal
+import threading
+
+__all__ = ["Handle", "ProcInfo", "UidPool", "list_procs", "sweep"]
+
+UID_LOW, UID_HIGH = 1 << 20, 1 << 30
+
+
+class UidPool:
+    """Unprivileged uids for sessions: a random block per pool, handed out least recently used.
+
+    Args:
+        size: how many uids the block holds (at most that many live session families).
+        seed: fixes the block (tests); by default it is random, so two sandboxes on one host (or
+            two parallel test runs) practically never share a uid.
+    """
+
+    def __init__(self, size: int = 4096, seed: int | None = None) -> None:
+        rng = random.Random(seed)
+        self.base = rng.randrange(UID_LOW, UID_HIGH - size)
+        self.size = size
+        self._free: collections.deque[int] = collections.deque(range(self.base, self.base + size))
+        self._lock = threading.Lock()
+
+    def take(self) -> int:
+        with self._lock:
+            if not self._free:
+                raise RuntimeError(f"all {self.size} session uids are in use")
+            return self._free.popleft()
+
+    def give_back(self, uid: int) -> None:
+        """Return ``uid`` once no process of it is left (the caller swept it)."""
+        with self._lock:
+            self._free.append(uid)
+
+    def __contains__(self, uid: object) -> bool:
+        return isinstance(uid, int) and self.base <= uid < self.base + self.size
+
+
+class ProcInfo:
+    """What the kernel says about one process: ids and state."""
+
+    __slots__ = ("pid", "sid", "state", "uid")
+
+    def __init__(self, pid: int, uid: int, sid: int, state: str) -> None:
+        self.pid, self.uid, self.sid, self.state = pid, uid, sid, state
+
+    def __repr__(self) -> str:
+        return f"ProcInfo(pid={self.pid}, uid={self.uid}, sid={self.sid}, state={self.state!r})"
+
+
+def _info(dirfd: int, pid: int) -> ProcInfo | None:
+    try:
+        with open(os.open("stat", os.O_RDONLY, dir_fd=dirfd), "rb") as f:
+            stat = f.read()
+        with open(os.open("status", os.O_RDONLY, dir_fd=dirfd), "rb") as f:
+            status = f.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    uid = -1
+    for line in status.splitlines():
+        if line.startswith(b"Uid:"):
+            uid = int(line.split()[1])  # the real uid
+            break
+    return ProcInfo(pid, uid, int(fields[3]), fields[0].decode())
+
+
+class Handle:
+    """A live process held by a pidfd, with its uid and session id (host and innermost namespace)."""
+
+    __slots__ = ("host_sid", "inner_sid", "pid", "pidfd", "uid")
+
+    def __init__(self, pid: int, pidfd: int, uid: int, host_sid: int, inner_sid: int) -> None:
+        self.pid, self.pidfd, self.uid = pid, pidfd, uid
+        self.host_sid, self.inner_sid = host_sid, inner_sid
+
+    @classmethod
+    def open(cls, pid: int) -> Handle:
+        """Hold ``pid`` (a host pid, e.g. from SCM_CREDENTIALS); ProcessLookupError if it is gone."""
+        pidfd = os.pidfd_open(pid)
+        try:
+            with open(f"/proc/{pid}/status", "rb") as f:
+                status = f.read()
+            fields = {}
+            for line in status.splitlines():
+                key, _, value = line.partition(b":")
+                fields[key] = value.split()
+            if not cls._alive(pidfd):
+                raise ProcessLookupError(pid)
+            sids = [int(v) for v in fields.get(b"NSsid", [])] or [os.getsid(pid)]
+            return cls(pid, pidfd, int(fields[b"Uid"][0]), sids[0], sids[-1])
+        except (OSError, KeyError, ValueError, IndexError):
+            os.close(pidfd)
+            raise ProcessLookupError(pid) from None
+
+    @staticmethod
+    def _alive(pidfd: int) -> bool:
+        readable, _, _ = select.select([pidfd], [], [], 0)
+        return not readable
+
+    def alive(self) -> bool:
+        return self.pidfd >= 0 and self._alive(self.pidfd)
+
+    def kill(self) -> None:
+        if self.pidfd >= 0:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+
+    def close(self) -> None:
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+
+def list_procs(proc_root: str = "/proc") -> list[ProcInfo]:
+    """Every live process visible under ``proc_root`` (zombies excluded)."""
+    found = []
+    try:
+        names = os.listdir(proc_root)
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            dirfd = os.open(f"{proc_root}/{name}", os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            info = _info(dirfd, int(name))
+        finally:
+            os.close(dirfd)
+        if info is not None and info.state not in ("Z", "X"):
+            found.append(info)
+    return found
+
+
+def sweep(
+    uid: int | None, *, sid: int | None = None, proc_root: str = "/proc", rounds: int = 200
+) -> bool:
+    """SIGKILL every live process of ``uid`` (and of session ``sid`` if given) until none is left.
+
+    Scans ``proc_root`` (the sandbox's own procfs when there is one: it lists only the sandbox's
+    processes) and kills through ``/proc/<pid>`` directory fds, so a recycled pid is never hit.
+    It repeats until a scan finds no process it has not already killed: a fork loop can make new
+    processes between two scans (the session's process limit bounds how many), while a process
+    that already received SIGKILL can no longer fork. It does not wait for the killed processes
+    to be reaped.
+
+    Returns:
+        True when a final scan found nothing new; False if new processes kept appearing.
+    """
+    if uid is None and sid is None:
+        raise ValueError("sweep needs a uid or a session id")
+    killed: set[int] = set()
+    for _ in range(rounds):
+        try:
+            names = os.listdir(proc_root)
+        except OSError:
+            return True  # the procfs is gone with its pid namespace: nothing can be left in it
+        new = 0
+        for name in names:
+            if (
+                name.isdigit()
+                and int(name) not in killed
+                and _kill_if(proc_root, int(name), uid, sid)
+            ):
+                killed.add(int(name))
+                new += 1
+        if new == 0:
+            return True
+    return False
+
+
+def _kill_if(proc_root: str, pid: int, uid: int | None, sid: int | None) -> bool:
+    try:
+        dirfd = os.open(f"{proc_root}/{pid}", os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        info = _info(dirfd, pid)
+        if info is None or info.state in ("Z", "X"):
+            return False
+        if (uid is not None and info.uid != uid) or (sid is not None and info.sid != sid):
+            return False
+        try:
+            signal.pidfd_send_signal(dirfd, signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        return True
+    finally:
+        os.close(dirfd)
