@@ -119,3 +119,7 @@ def load_problems(
 
         random.Random(shuffle_seed).shuffle(probs)
     return probs[:limit] if limit else probs
+
+
+# Generated datasets register themselves here (at the end: they import this module's registry).
+import thor.data.synthetic  # noqa: E402,F401
