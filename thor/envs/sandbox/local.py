@@ -269,13 +269,13 @@ class LocalSandbox:
         return True
 
     # -- cells ----------------------------------------------------------------------------------
-    def _run(self, proc: Proc, code: str, timeout: float) -> ExecResult:
+    def _run(self, proc: Proc, code: str, timeout: float, stdin: str | None = None) -> ExecResult:
         cpu = float(self.limits.cpu_s) if self.limits.cpu_s is not None else timeout
         start = time.monotonic()
         deadline = start + timeout + self.limits.grace_s
         try:
             proc.channel.send(
-                {"op": "run", "code": code, "timeout": timeout, "cpu": cpu, "stdin": None}
+                {"op": "run", "code": code, "timeout": timeout, "cpu": cpu, "stdin": stdin}
             )
             msg, _ = proc.channel.recv(deadline)
         except ChannelTimeout:
@@ -351,13 +351,21 @@ class LocalSession:
         """The session's own uid (isolated mode), shared with its forks."""
         return None if self._proc is None else self._proc.family.uid
 
-    def run(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
-        """Run one cell; ``timeout_s`` overrides the sandbox's per-cell wall-clock limit."""
+    def run(
+        self, code: str, *, timeout_s: float | None = None, stdin: str | None = None
+    ) -> ExecResult:
+        """Run one cell; ``timeout_s`` overrides the sandbox's per-cell wall-clock limit.
+
+        ``stdin`` is what the cell reads from ``sys.stdin`` (python-level only: file descriptor 0
+        stays ``/dev/null``).
+        """
         limits = self._sandbox.limits
         timeout = limits.timeout_s if timeout_s is None else float(timeout_s)
         if not timeout > 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
-        size = len(code.encode("utf-8", "surrogatepass"))
+        size = len(code.encode("utf-8", "surrogatepass")) + len(
+            (stdin or "").encode("utf-8", "surrogatepass")
+        )
         if size > limits.code_bytes:
             reason = f"code too large: {size:,} bytes (limit {limits.code_bytes:,}: SandboxLimits.code_bytes)"
             return ExecResult(status="error", reason=reason, stderr=reason + "\n")
@@ -367,7 +375,7 @@ class LocalSession:
             if fresh:
                 self._proc = self._sandbox._take()
             assert self._proc is not None
-            result = self._sandbox._run(self._proc, code, timeout)
+            result = self._sandbox._run(self._proc, code, timeout, stdin)
             if self._proc.dead:
                 self._proc = None
         if fresh and not result.state_lost:

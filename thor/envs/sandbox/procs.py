@@ -16,7 +16,7 @@ import select
 import signal
 import threading
 
-__all__ = ["Handle", "ProcInfo", "UidPool", "list_procs", "sweep"]
+__all__ = ["HOST_PROC", "Handle", "ProcInfo", "ProcRoot", "UidPool", "list_procs", "sweep"]
 
 UID_LOW, UID_HIGH = 1 << 20, 1 << 30
 
@@ -128,18 +128,58 @@ class Handle:
             self.pidfd = -1
 
 
-def list_procs(proc_root: str = "/proc") -> list[ProcInfo]:
-    """Every live process visible under ``proc_root`` (zombies excluded)."""
-    found = []
-    try:
-        names = os.listdir(proc_root)
-    except OSError:
-        return found
-    for name in names:
-        if not name.isdigit():
-            continue
+class ProcRoot:
+    """A procfs to scan: ``/proc``, or a sandbox's own procfs held by an open directory fd.
+
+    The fd keeps the sandbox's procfs (and so its pid namespace's process list) reachable for as
+    long as any of its processes lives, even after the process it was opened through (the
+    template) died. Shared by reference counting: :meth:`retain` and :meth:`release`.
+    """
+
+    def __init__(self, path: str = "/proc", *, hold: bool = False) -> None:
+        self.path = path
+        self.fd: int | None = os.open(path, os.O_RDONLY | os.O_DIRECTORY) if hold else None
+        self._refs = 1
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        """The pids listed (as strings); [] when the procfs is unreachable."""
         try:
-            dirfd = os.open(f"{proc_root}/{name}", os.O_RDONLY | os.O_DIRECTORY)
+            return [
+                n for n in os.listdir(self.fd if self.fd is not None else self.path) if n.isdigit()
+            ]
+        except OSError:
+            return []
+
+    def open_pid(self, name: str) -> int:
+        """A directory fd on ``<procfs>/<name>`` (usable as a pidfd)."""
+        if self.fd is not None:
+            return os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.fd)
+        return os.open(f"{self.path}/{name}", os.O_RDONLY | os.O_DIRECTORY)
+
+    def retain(self) -> ProcRoot:
+        with self._lock:
+            self._refs += 1
+        return self
+
+    def release(self) -> None:
+        with self._lock:
+            self._refs -= 1
+            if self._refs > 0 or self.fd is None:
+                return
+            fd, self.fd = self.fd, None
+        os.close(fd)
+
+
+HOST_PROC = ProcRoot("/proc")
+
+
+def list_procs(root: ProcRoot = HOST_PROC) -> list[ProcInfo]:
+    """Every live process listed by ``root`` (zombies excluded)."""
+    found = []
+    for name in root.names():
+        try:
+            dirfd = root.open_pid(name)
         except OSError:
             continue
         try:
@@ -152,49 +192,41 @@ def list_procs(proc_root: str = "/proc") -> list[ProcInfo]:
 
 
 def sweep(
-    uid: int | None, *, sid: int | None = None, proc_root: str = "/proc", rounds: int = 200
+    uid: int | None, *, sid: int | None = None, root: ProcRoot = HOST_PROC, rounds: int = 200
 ) -> bool:
     """SIGKILL every live process of ``uid`` (and of session ``sid`` if given) until none is left.
 
-    Scans ``proc_root`` (the sandbox's own procfs when there is one: it lists only the sandbox's
-    processes) and kills through ``/proc/<pid>`` directory fds, so a recycled pid is never hit.
-    It repeats until a scan finds no process it has not already killed: a fork loop can make new
-    processes between two scans (the session's process limit bounds how many), while a process
-    that already received SIGKILL can no longer fork. It does not wait for the killed processes
-    to be reaped.
+    Scans ``root`` (the sandbox's own procfs when there is one: it lists only the sandbox's
+    processes, with the sandbox's pids) and kills through ``/proc/<pid>`` directory fds, so a
+    recycled pid is never hit. It repeats until a scan finds no process it has not already
+    killed: a fork loop can make new processes between two scans (the session's process limit
+    bounds how many), while a process that received SIGKILL can no longer fork. It does not
+    wait for the killed processes to be reaped.
 
     Returns:
         True when a final scan found nothing new; False if new processes kept appearing.
     """
     if uid is None and sid is None:
         raise ValueError("sweep needs a uid or a session id")
-    killed: set[int] = set()
+    killed: set[str] = set()
     for _ in range(rounds):
-        try:
-            names = os.listdir(proc_root)
-        except OSError:
-            return True  # the procfs is gone with its pid namespace: nothing can be left in it
         new = 0
-        for name in names:
-            if (
-                name.isdigit()
-                and int(name) not in killed
-                and _kill_if(proc_root, int(name), uid, sid)
-            ):
-                killed.add(int(name))
+        for name in root.names():
+            if name not in killed and _kill_if(root, name, uid, sid):
+                killed.add(name)
                 new += 1
         if new == 0:
             return True
     return False
 
 
-def _kill_if(proc_root: str, pid: int, uid: int | None, sid: int | None) -> bool:
+def _kill_if(root: ProcRoot, name: str, uid: int | None, sid: int | None) -> bool:
     try:
-        dirfd = os.open(f"{proc_root}/{pid}", os.O_RDONLY | os.O_DIRECTORY)
+        dirfd = root.open_pid(name)
     except OSError:
         return False
     try:
-        info = _info(dirfd, pid)
+        info = _info(dirfd, int(name))
         if info is None or info.state in ("Z", "X"):
             return False
         if (uid is not None and info.uid != uid) or (sid is not None and info.sid != sid):

@@ -25,7 +25,7 @@ from typing import Any
 from thor.envs.sandbox.channel import Channel, ChannelError
 from thor.envs.sandbox.config import LocalSandboxConfig
 from thor.envs.sandbox.isolation import launch_command
-from thor.envs.sandbox.procs import Handle, UidPool, sweep
+from thor.envs.sandbox.procs import HOST_PROC, Handle, ProcRoot, UidPool, sweep
 from thor.errors import IsolationError, SandboxError
 
 __all__ = ["Family", "Proc", "Template", "death_reason"]
@@ -77,7 +77,13 @@ class Template:
                 f"the sandbox template did not start ({err}): {text or 'no output'}"
             ) from None
         self.pid = peer.pid
-        self.proc_root = f"/proc/{self.pid}/root/proc" if isolated else "/proc"
+        try:
+            self.proc_root = (
+                ProcRoot(f"/proc/{self.pid}/root/proc", hold=True) if isolated else HOST_PROC
+            )
+        except OSError as err:
+            self.close()
+            raise SandboxError(f"cannot reach the sandbox's processes: {err}") from None
 
     def request_open(self, req: dict[str, Any], sock: socket.socket) -> None:
         """Ask for a new session on ``sock`` (the template answers nothing; the session says hello)."""
@@ -95,8 +101,10 @@ class Template:
             return ""
 
     def close(self) -> None:
-        """Close the control channel (the template then exits and its pid namespace with it)."""
+        """Close the control channel: the template exits (sessions it started live on)."""
         self.channel.close()
+        if getattr(self, "proc_root", HOST_PROC) is not HOST_PROC:
+            self.proc_root.release()
         try:
             self.popen.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -108,10 +116,10 @@ class Template:
 class Family:
     """A session and its forks: one uid (isolated) or a list of scratch directories (not)."""
 
-    def __init__(self, uids: UidPool | None, proc_root: str) -> None:
+    def __init__(self, uids: UidPool | None, proc_root: ProcRoot) -> None:
         self.uids = uids
         self.uid = uids.take() if uids is not None else None
-        self.proc_root = proc_root
+        self.proc_root = proc_root.retain()
         self.dirs: list[str] = []
         self.members = 0
         self._lock = threading.Lock()
@@ -139,15 +147,16 @@ class Family:
             self.members -= 1
             last = self.members <= 0
         if self.uid is None and sid is not None:
-            sweep(os.getuid(), sid=sid[1], proc_root="/proc")
+            sweep(os.getuid(), sid=sid[1])
         elif not last and sid is not None:
-            sweep(self.uid, sid=sid[0], proc_root=self.proc_root)
+            sweep(self.uid, sid=sid[0], root=self.proc_root)
         if last:
             self.release()
 
     def release(self) -> None:
+        """Sweep the family's uid, free it and delete its directories (idempotent)."""
         if self.uid is not None and self.uids is not None:
-            if sweep(self.uid, proc_root=self.proc_root):
+            if sweep(self.uid, root=self.proc_root):
                 self.uids.give_back(self.uid)
             else:
                 log.error(
@@ -157,6 +166,9 @@ class Family:
         for path in self.dirs:
             shutil.rmtree(path, ignore_errors=True)
         self.dirs = []
+        root, self.proc_root = self.proc_root, HOST_PROC
+        if root is not HOST_PROC:
+            root.release()
 
 
 class Proc:

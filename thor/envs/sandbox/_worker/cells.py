@@ -209,6 +209,8 @@ class Interpreter:
         used = usage.ru_utime + usage.ru_stime
         soft = min(self.cpu_hard, max(1, math.ceil(used + cpu)))
         resource.setrlimit(resource.RLIMIT_CPU, (soft, self.cpu_hard))
+        signal.signal(signal.SIGALRM, self._on_signal)  # an earlier cell may have replaced them
+        signal.signal(signal.SIGXCPU, self._on_signal)
         self.armed = True
         signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001), 0.25)
 
@@ -308,17 +310,14 @@ class Interpreter:
                 self.branches.remove(pid)
 
     def _enter_scratch(self, target: str | None) -> None:
-        """Copy the parent's working directory into the branch's own, and move there."""
+        """Copy the parent's working directory into the branch's own, and move there.
+
+        Isolated, the new directory lies in the same scratch tmpfs (``/tmp/branch-*``): files
+        written elsewhere (absolute paths into ``/tmp``) stay shared with the family.
+        """
         src = os.getcwd()
-        if target is None:  # isolated: a fresh directory in the session's tmpfs
-            target = tempfile.mkdtemp(prefix=".fork-", dir="/tmp")
-        root_level = src == "/tmp"
-
-        def skip(path: str, names: list[str]) -> list[str]:
-            if root_level and os.path.abspath(path) == src:
-                return [n for n in names if n.startswith(".fork-")]
-            return []
-
-        shutil.copytree(src, target, symlinks=True, ignore=skip, dirs_exist_ok=True)
+        if target is None:
+            target = tempfile.mkdtemp(prefix="branch-", dir="/tmp")
+        shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True)
         os.chdir(target)
-        os.environ["PWD"] = target
+        os.environ["HOME"] = os.environ["PWD"] = target

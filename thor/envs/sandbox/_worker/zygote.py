@@ -128,9 +128,11 @@ def _setup(req: dict[str, Any], isolated: bool) -> None:
     else:
         wire.prctl(wire.PR_SET_PDEATHSIG, signal.SIGKILL)
     wire.prctl(wire.PR_SET_NO_NEW_PRIVS, 1)
-    os.chdir(scratch)  # as the session's user: root holds no capability to enter its 0700 tmpfs
-    os.environ["HOME"] = scratch
-    os.environ["TMPDIR"] = scratch
+    if isolated:  # as the session's user: root holds no capability to enter its 0700 tmpfs
+        os.mkdir("/tmp/session", 0o700)
+        scratch = "/tmp/session"
+    os.chdir(scratch)
+    os.environ["HOME"] = os.environ["PWD"] = scratch
 
 
 def _set_limits(limits: dict[str, Any], isolated: bool) -> None:
