@@ -35,7 +35,11 @@ def can(fn):
         return True
     except OSError:
         return False
-out["read_secret"] = can(lambda: open(SECRET).read())
+try:
+    open(SECRET).read()
+    out["read_secret"] = "read"
+except OSError as err:
+    out["read_secret"] = err.strerror
 out["see_host_root"] = sorted(os.listdir("/"))
 out["see_host_file"] = os.path.exists(CANARY)
 out["write_usr"] = can(lambda: open("/usr/.thor-check", "w").close())
@@ -126,7 +130,8 @@ def _probe(cfg: LocalSandboxConfig, report: CheckReport) -> None:
     from thor.envs.sandbox.local import LocalSandbox
 
     canary = tempfile.NamedTemporaryFile(prefix="thor-check-")  # noqa: SIM115 (closed below)
-    secret_dir = tempfile.TemporaryDirectory(prefix="thor-check-")  # shown read-only to the sandbox
+    # shown read-only to the sandbox (not from /tmp: every session has its own /tmp)
+    secret_dir = tempfile.TemporaryDirectory(prefix="thor-check-", dir=_shared_tmp())
     secret = os.path.join(secret_dir.name, "secret")
     with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
         f.write("root only")
@@ -162,34 +167,38 @@ def _probe(cfg: LocalSandboxConfig, report: CheckReport) -> None:
         listener.close()
         canary.close()
         secret_dir.cleanup()
-    c = report.checks.append
-    c(Check("unprivileged user of its own", got["uid"] != 0 and got["uid"] != other_uid,
-            f"uid {got['uid']} (another session: {other_uid})"))  # fmt: skip
-    c(
+    uid, secret, forked = got["uid"], got["read_secret"], got["forked"]
+    report.checks += [
+        Check(
+            "unprivileged user of its own",
+            uid != 0 and uid != other_uid,
+            f"uid {uid}, another session {other_uid}",
+        ),
         Check(
             "root-only files unreadable",
-            not got["read_secret"],
-            "a root-owned 0600 file shown to the sandbox",
-        )
-    )
-    c(
+            secret == "Permission denied",
+            f"a root-owned 0600 file: {secret}",
+        ),
         Check(
             "host files hidden",
             not got["see_host_file"],
-            f"sees / as: {' '.join(got['see_host_root'])}",
-        )
-    )
-    c(Check("read-only system", not got["write_usr"], "/usr not writable"))
-    c(Check("environment scrubbed", set(got["env"]) <= _ENV_OK, ", ".join(got["env"])))
-    c(Check("own processes only", len(got["pids"]) <= 3, f"sees pids {got['pids'][:10]}"))
-    c(Check("no network", not got["connect"] and not reached, "host loopback listener unreachable"))
-    c(
+            "sees / as: " + " ".join(got["see_host_root"]),
+        ),
+        Check("read-only system", not got["write_usr"], "/usr not writable"),
+        Check("environment scrubbed", set(got["env"]) <= _ENV_OK, ", ".join(got["env"])),
+        Check("own processes only", len(got["pids"]) <= 3, f"sees pids {got['pids'][:10]}"),
         Check(
-            "process limit enforced",
-            got["forked"] < limit,
-            f"{got['forked']} forks (limit {limit})",
-        )
-    )
+            "no network", not got["connect"] and not reached, "host loopback listener unreachable"
+        ),
+        Check("process limit enforced", forked < limit, f"{forked} forks (limit {limit})"),
+    ]
+
+
+def _shared_tmp() -> str:
+    for d in ("/var/tmp", "/opt", os.path.expanduser("~")):
+        if os.path.isdir(d) and os.access(d, os.W_OK):
+            return d
+    raise SandboxError("no writable directory outside /tmp for the check's canary file")
 
 
 _ENV_OK = {

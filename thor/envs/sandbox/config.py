@@ -89,7 +89,7 @@ class LocalSandboxConfig(ThorConfig):
     )
     bwrap: str = Field("bwrap", description="The bubblewrap executable")
     start_timeout_s: float = Field(60.0, gt=0, description="Time allowed for the template to start")
-    open_timeout_s: float = Field(10.0, gt=0, description="Time allowed for a session to say hello")
+    open_timeout_s: float = Field(30.0, gt=0, description="Time allowed for a session to say hello")
 
 
 class RemoteSandboxConfig(ThorConfig):

@@ -226,6 +226,11 @@ def _bwrap_args(config: LocalSandboxConfig, launch: Launch) -> list[str]:
         real = os.path.abspath(path)
         if not os.path.exists(real):
             raise IsolationError(f"extra_ro_paths: {path!r} does not exist")
+        if _under(real, ["/tmp", "/dev", "/proc"]):
+            raise IsolationError(
+                f"extra_ro_paths: {path!r} lies under /tmp, /dev or /proc, which every session "
+                "replaces with its own; show it from another place (e.g. /var/tmp or /opt)"
+            )
         args += [*_parents(real, made), "--ro-bind", real, real]
     args += _parents(INNER_WORKER_DIR, made)
     args += ["--ro-bind", str(WORKER_DIR), INNER_WORKER_DIR, "--chdir", "/tmp"]
