@@ -49,6 +49,10 @@ class RolloutConfig(ThorConfig):
     max_interactions: int = Field(
         10, ge=1, description="Tool-call attempts per episode, retries included"
     )
+    keep_failure_snapshots: bool = Field(
+        False,
+        description="Keep a fork of the env before each failed call (step-level RL restores it)",
+    )
     # engine
     batch_size: int = Field(16, ge=1, description="Episodes in flight")
     cohorts: int = Field(

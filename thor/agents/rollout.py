@@ -161,8 +161,15 @@ class RolloutEngine:
                     slot.env.close()
         return sorted(results.values(), key=lambda e: order[e.id])
 
+    def close_snapshots(self) -> None:
+        """Close every kept snapshot (their sandbox sessions)."""
+        snaps, self.snapshots = self.snapshots, {}
+        for env in snaps.values():
+            env.close()
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self.close_snapshots()
 
     def __enter__(self) -> RolloutEngine:
         return self

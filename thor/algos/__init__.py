@@ -40,3 +40,53 @@ __all__ = [
     "token_logprobs_and_entropy",
     "zero_spread_groups",
 ]
+
+# -- algorithms, registered in thor.ALGORITHMS ---------------------------------------------------
+from typing import Literal
+
+from thor.algos.base import Algorithm, CollectContext, Collected
+from thor.algos.grpo import GRPO, GRPOConfig
+from thor.algos.hierarchical import ThorAlgorithm, ThorAlgorithmConfig
+from thor.registries import ALGORITHMS
+
+
+class DrGRPOConfig(GRPOConfig):
+    """GRPO without std scaling of advantages (Dr. GRPO)."""
+
+    advantage: Literal["grpo", "drgrpo", "rloo"] = "drgrpo"
+
+
+class RLOOConfig(GRPOConfig):
+    """Leave-one-out baseline (RLOO)."""
+
+    advantage: Literal["grpo", "drgrpo", "rloo"] = "rloo"
+
+
+ALGORITHMS.register(
+    "grpo",
+    config=GRPOConfig,
+    factory=GRPO,
+    description="Trajectory-level GRPO with dynamic sampling",
+)
+ALGORITHMS.register(
+    "drgrpo", config=DrGRPOConfig, factory=GRPO, description="GRPO, advantages without std scaling"
+)
+ALGORITHMS.register(
+    "rloo", config=RLOOConfig, factory=GRPO, description="GRPO machinery, RLOO advantages"
+)
+ALGORITHMS.register(
+    "thor",
+    config=ThorAlgorithmConfig,
+    factory=ThorAlgorithm,
+    description="THOR: trajectory GRPO + step-level RL",
+)
+
+__all__ += [
+    "GRPO",
+    "Algorithm",
+    "CollectContext",
+    "Collected",
+    "GRPOConfig",
+    "ThorAlgorithm",
+    "ThorAlgorithmConfig",
+]

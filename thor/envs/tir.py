@@ -42,7 +42,8 @@ __all__ = ["TIREnv", "TIREnvConfig", "shared_sandbox"]
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 1 << 22  # longest observation or action the spaces admit (4 Mi characters)
+MAX_OBSERVATION = 1 << 18  # longest observation the space admits (a problem or a tool output)
+MAX_ACTION = 1 << 22  # longest model turn the space admits
 
 
 class TIREnvConfig(ThorConfig):
@@ -108,8 +109,8 @@ class TIREnv(gymnasium.Env[str, str]):
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.render_mode = render_mode
-        self.observation_space = UnicodeText(MAX_TEXT)
-        self.action_space = UnicodeText(MAX_TEXT)
+        self.observation_space = UnicodeText(MAX_OBSERVATION)
+        self.action_space = UnicodeText(MAX_ACTION)
         self.tokenizer = tokenizer
         self.tool: Tool = tool or TOOLS.make(self.config.tool, **self.config.tool_config)
         self._sandbox = sandbox

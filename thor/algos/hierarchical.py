@@ -1,0 +1,187 @@
+"""THOR's hierarchical RL: trajectory-level GRPO plus step-level RL on failed code steps.
+
+THOR-SPEC section 2. For each failed action in a step's rollouts, the branch point is the context
+before the failed fence minus ``suffix_tokens`` of the reasoning before it
+(:func:`thor.algos.step_level.branch_points`); the interpreter state there is restored from the
+fork the rollout engine kept just before the failed call (no replay). From each branch point
+``step_group_size`` continuations regenerate the suffix and exactly one code action; each is
+rewarded 1 when its code runs (``thor.types.failed`` is false), continuations without code are
+dropped, groups with zero spread are dropped, and the prefix is masked from the loss.
+
+Step samples join the trajectory samples in one token-mean batch (THOR's way, ``combine="joint"``)
+or are weighted apart (``combine="separate"``: each kind gets its own token mean); the trainer logs
+both losses apart either way.
+
+Example:
+    >>> import thor
+    >>> algo = thor.ALGORITHMS.make("thor", group_size=4, step_group_size=4, suffix_tokens=128)
+    >>> algo.needs_failure_snapshots, algo.config.combine
+    (True, 'joint')
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from thor.algos.base import CollectContext, Collected
+from thor.algos.batch import TrainSample
+from thor.algos.grpo import GRPO, GRPOConfig
+from thor.algos.step_level import BranchPoint, StepSample, branch_points
+from thor.envs.protocol import find_code_block
+from thor.envs.tir import TIREnv
+from thor.types import SamplingParams, Turn, failed
+
+__all__ = ["ThorAlgorithm", "ThorAlgorithmConfig", "sample_step_groups"]
+
+log = logging.getLogger(__name__)
+
+
+class ThorAlgorithmConfig(GRPOConfig):
+    """Trajectory-level GRPO plus step-level RL (THOR-SPEC section 2)."""
+
+    step_level: bool = Field(True, description="Turn the step level off to get plain GRPO")
+    step_group_size: int = Field(16, ge=2, description="Continuations per branch point")
+    suffix_tokens: int = Field(
+        128, ge=0, description="L_suf: reasoning tokens regenerated before the fence"
+    )
+    step_max_tokens: int = Field(
+        384, ge=1, description="Budget of one continuation (suffix + code)"
+    )
+    step_temperature: float = Field(1.0, ge=0.0)
+    max_branch_points: int = Field(16, ge=1, description="Branch points per step, at most")
+    step_weight: float = Field(1.0, ge=0.0)
+    combine: Literal["joint", "separate"] = "joint"
+
+
+class _Decoder:
+    """Adapts a policy's ``decode`` to the tokenizer-shaped object branch_points expects."""
+
+    def __init__(self, policy: Any) -> None:
+        self._decode = policy.decode
+
+    def decode(self, token_ids: Any, **_: Any) -> str:
+        return self._decode(list(token_ids))
+
+
+class ThorAlgorithm(GRPO):
+    """THOR: GRPO on trajectories plus step-level RL on failed code steps."""
+
+    name = "thor"
+    config: ThorAlgorithmConfig
+
+    def __init__(self, config: ThorAlgorithmConfig | None = None) -> None:
+        super().__init__(config or ThorAlgorithmConfig())
+        self.needs_failure_snapshots = self.config.step_level
+
+    def collect(self, ctx: CollectContext) -> Collected:
+        out = super().collect(ctx)
+        if not self.config.step_level:
+            return out
+        try:
+            step_samples, metrics = self._step_level(ctx, out)
+        finally:
+            ctx.engine.close_snapshots()
+        out.samples += step_samples
+        out.metrics.update(metrics)
+        return out
+
+    def _step_level(
+        self, ctx: CollectContext, out: Collected
+    ) -> tuple[list[TrainSample], dict[str, float]]:
+        cfg = self.config
+        decoder = _Decoder(ctx.policy)
+        points: list[tuple[BranchPoint, TIREnv]] = []
+        for ep in out.episodes:
+            if ep.prompt_token_ids is None:
+                continue
+            for bp in branch_points(ep, suffix_tokens=cfg.suffix_tokens, tokenizer=decoder):
+                snap = ctx.engine.snapshots.get((ep.id, bp.turn_index))
+                if snap is not None and len(points) < cfg.max_branch_points:
+                    points.append((bp, snap))
+        groups = sample_step_groups(
+            ctx.policy,
+            points,
+            group_size=cfg.step_group_size,
+            params=SamplingParams(
+                max_tokens=cfg.step_max_tokens,
+                temperature=cfg.step_temperature,
+                stop_at_code_close=True,
+                seed=ctx.seed + 31 * ctx.step + 17,
+            ),
+        )
+        samples: list[TrainSample] = []
+        kept = zero = no_code = 0
+        rewards_all: list[float] = []
+        for gi, group in enumerate(groups):
+            with_code = [s for s in group if s.has_code]
+            no_code += len(group) - len(with_code)
+            rewards = torch.tensor([float(s.reward or 0.0) for s in with_code])
+            rewards_all += rewards.tolist()
+            if len(with_code) < 2 or not self.keep_group(rewards):
+                zero += 1
+                continue
+            kept += 1
+            adv = self.advantages(rewards, len(with_code)).tolist()
+            samples += [
+                s.to_train_sample(a, weight=cfg.step_weight, group_id=f"{ctx.step}:step{gi}")
+                for s, a in zip(with_code, adv, strict=True)
+            ]
+        return samples, {
+            "step_branch_points": float(len(points)),
+            "step_groups_kept": float(kept),
+            "step_groups_dropped": float(zero),
+            "step_no_code": float(no_code),
+            "step_exec_success": sum(rewards_all) / len(rewards_all) if rewards_all else 0.0,
+            "step_samples": float(len(samples)),
+        }
+
+
+def sample_step_groups(
+    policy: Any,
+    points: list[tuple[BranchPoint, TIREnv]],
+    *,
+    group_size: int,
+    params: SamplingParams,
+    workers: int = 4,
+) -> list[list[StepSample]]:
+    """Sample ``group_size`` continuations per branch point and reward each by execution success.
+
+    Each continuation's code runs in a fork of the branch point's snapshot env (the interpreter as
+    it was before the failed call), so no cell is replayed and siblings never see each other.
+    """
+    if not points:
+        return []
+    prompts = [bp.prompt_token_ids for bp, _ in points for _ in range(group_size)]
+    completions = policy.generate(prompts, params)
+    jobs: list[tuple[BranchPoint, TIREnv, Any]] = [
+        (points[i // group_size][0], points[i // group_size][1], c)
+        for i, c in enumerate(completions)
+    ]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="thor-step") as pool:
+        samples = list(pool.map(lambda job: _run_continuation(*job), jobs))
+    return [samples[i : i + group_size] for i in range(0, len(samples), group_size)]
+
+
+def _run_continuation(bp: BranchPoint, snapshot: TIREnv, completion: Any) -> StepSample:
+    block = find_code_block(completion.text)
+    sample = StepSample(
+        branch=bp,
+        completion_text=completion.text,
+        completion_ids=list(completion.token_ids),
+        logprobs=completion.logprobs,
+        code=None if block is None else block.code,
+    )
+    if block is None:
+        return sample
+    branch = snapshot.fork()
+    try:
+        _, _, _, _, info = branch.act(Turn(text=bp.prefix_text + completion.text))
+        result = info.get("exec")
+    finally:
+        branch.close()
+    return sample.model_copy(update={"result": result, "reward": 0.0 if failed(result) else 1.0})
