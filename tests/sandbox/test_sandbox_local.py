@@ -34,6 +34,29 @@ def test_session_runs_as_its_own_unprivileged_user(sandbox: LocalSandbox) -> Non
         assert ua == a.uid and ub == b.uid
 
 
+def test_episodes_share_no_scratch_processes_network_or_ipc(sandbox: LocalSandbox) -> None:
+    probe = "import os\nprint(os.getpid(), *(os.readlink(f'/proc/self/ns/{n}') for n in ('mnt', 'net', 'ipc')))"
+    with sandbox.open() as a, sandbox.open() as b:
+        pid_a, *ns_a = a.run(probe).stdout.split()
+        _pid_b, *ns_b = b.run(probe).stdout.split()
+        assert all(x != y for x, y in zip(ns_a, ns_b, strict=True))
+        a.run("open('/tmp/mine.txt', 'w').write('a')\nopen('here.txt', 'w').write('a')")
+        assert (
+            b.run("import os\nprint(os.listdir('/tmp'), os.listdir('.'))").stdout
+            == "['session'] []\n"
+        )
+        seen = b.run(
+            f"import os\nprint({pid_a} in [int(p) for p in os.listdir('/proc') if p.isdigit()])"
+        )
+        assert seen.stdout == "False\n"
+        killed = b.run(f"import os\nos.kill({pid_a}, 9)")
+        assert killed.status == "error" and killed.reason.startswith(("PermissionError", "ProcessLookupError"))
+        a.run("import socket\nsrv = socket.create_server(('127.0.0.1', 8765))")
+        r = b.run("import socket\nsocket.create_connection(('127.0.0.1', 8765), timeout=2)")
+        assert r.status == "error" and "refused" in r.reason.lower()
+        assert a.run("print(open('here.txt').read())").stdout == "a\n"
+
+
 def test_error_reason_is_last_line_and_traceback_has_no_worker_frames(
     sandbox: LocalSandbox,
 ) -> None:

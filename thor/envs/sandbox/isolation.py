@@ -31,6 +31,7 @@ __all__ = [
     "ENV_REQUIRE",
     "UNPROTECTED_WARNING",
     "Launch",
+    "bwrap_command",
     "isolation_problems",
     "launch_command",
     "resolve_isolation",
@@ -175,19 +176,28 @@ def launch_command(config: LocalSandboxConfig, isolated: bool, ctl_fd: int) -> L
         }
     )
     python = [sys.executable, "-I", "-B", "-c", _BOOT, worker, payload]
-    env = sandbox_env()
     if not isolated:
-        return Launch(python, env, [ctl_fd])
+        return Launch(python, sandbox_env(), [ctl_fd])
+    launch = bwrap_command(config, python)
+    launch.pass_fds.append(ctl_fd)
+    return launch
+
+
+def bwrap_command(config: LocalSandboxConfig, command: list[str]) -> Launch:
+    """``command`` under bubblewrap with the sandbox's namespaces, allowlist and environment.
+
+    The caller passes ``pass_fds`` to the child and calls :meth:`Launch.close_fds` after it
+    started (the generated ``/etc`` files travel through pipes).
+    """
     launch = Launch([], {}, [])
     try:
         args = _bwrap_args(config, launch)
     except Exception:
         launch.close_fds()
         raise
-    launch.pass_fds.append(ctl_fd)
-    for key, value in env.items():
+    for key, value in sandbox_env().items():
         args += ["--setenv", key, value]
-    launch.argv = [shutil.which(config.bwrap) or config.bwrap, *args, "--", *python]
+    launch.argv = [shutil.which(config.bwrap) or config.bwrap, *args, "--", *command]
     return launch
 
 
@@ -200,7 +210,7 @@ def _bwrap_args(config: LocalSandboxConfig, launch: Launch) -> list[str]:
         "--unshare-cgroup-try",
     ]
     args += ["--hostname", "sandbox", "--new-session", "--clearenv", "--cap-drop", "ALL"]
-    for cap in ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"):
+    for cap in ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_NET_ADMIN"):
         args += ["--cap-add", cap]
     args += ["--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):

@@ -19,7 +19,7 @@ from typing import Any
 HEADER = struct.Struct(">I")
 MAX_FRAME = 256 << 20  # the host caps code far below this; this only bounds a corrupt header
 
-CLONE_NEWNS = 0x00020000
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET = 0x00020000, 0x08000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 MS_REMOUNT, MS_REC, MS_PRIVATE = 32, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP = 1, 24
@@ -95,6 +95,17 @@ def drop_bounding_set() -> None:
         last = int(f.read())
     for cap in range(last + 1):
         prctl(PR_CAPBSET_DROP, cap)
+
+
+def loopback_up() -> None:
+    """Bring up ``lo`` in a fresh network namespace (a private loopback, nothing else)."""
+    import fcntl
+
+    siocsifflags, iff_up, iff_loopback, iff_running = 0x8914, 0x1, 0x8, 0x40
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(
+            s, siocsifflags, struct.pack("16sH22x", b"lo", iff_up | iff_loopback | iff_running)
+        )
 
 
 def encode(obj: dict[str, Any]) -> bytes:

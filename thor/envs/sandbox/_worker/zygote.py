@@ -1,9 +1,10 @@
 """The template ("zygote"): pre-imports the heavy modules once and forks one session per request.
 
 The template never runs model code. In isolated mode it is root inside its own bubblewrap
-namespaces (mount, pid, net, ipc, uts), and each session it forks makes itself a private mount
-namespace with a size-limited scratch tmpfs on ``/tmp``, sets its resource limits, drops every
-capability and becomes a uid that no other session uses, before any model code exists. A session
+namespaces (mount, pid, net, ipc, uts), and each session it forks makes itself private mount,
+network (loopback only) and System V IPC namespaces with a size-limited scratch tmpfs on
+``/tmp``, sets its resource limits, drops every capability and becomes a uid that no other
+session uses, before any model code exists. A session
 is two processes: a tiny guardian that waits for the interpreter and reports how it died, and the
 interpreter itself (:mod:`.cells`).
 
@@ -105,7 +106,9 @@ def _setup(req: dict[str, Any], isolated: bool) -> None:
     os.close(null)
     if isolated:
         uid = int(req["uid"])
-        wire.unshare(wire.CLONE_NEWNS)
+        # private mounts, network (a loopback of its own) and System V IPC for every session
+        wire.unshare(wire.CLONE_NEWNS | wire.CLONE_NEWNET | wire.CLONE_NEWIPC)
+        wire.loopback_up()
         wire.mount(None, "/", None, wire.MS_REC | wire.MS_PRIVATE, None)
         size = int(limits["scratch_mb"])
         opts = f"size={size}m,nr_inodes=65536,mode=0700,uid={uid},gid={uid}"
