@@ -50,7 +50,9 @@ def test_episodes_share_no_scratch_processes_network_or_ipc(sandbox: LocalSandbo
         )
         assert seen.stdout == "False\n"
         killed = b.run(f"import os\nos.kill({pid_a}, 9)")
-        assert killed.status == "error" and killed.reason.startswith(("PermissionError", "ProcessLookupError"))
+        assert killed.status == "error" and killed.reason.startswith(
+            ("PermissionError", "ProcessLookupError")
+        )
         a.run("import socket\nsrv = socket.create_server(('127.0.0.1', 8765))")
         r = b.run("import socket\nsocket.create_connection(('127.0.0.1', 8765), timeout=2)")
         assert r.status == "error" and "refused" in r.reason.lower()
@@ -140,6 +142,28 @@ def test_killed_session_reports_reason_then_restarts_fresh(sandbox: LocalSandbox
         assert s.run("print(1)").state_lost is False
         sig = s.run("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
         assert sig.status == "killed" and sig.reason.startswith("killed by SIGKILL")
+
+
+def test_death_between_cells_is_reported_by_the_next_cell(sandbox: LocalSandbox) -> None:
+    with sandbox.open() as s:
+        s.run(
+            "import os, threading, time\nthreading.Thread(target=lambda: (time.sleep(0.2), os._exit(7))).start()"
+        )
+        time.sleep(1.5)
+        r = s.run("print(1)")
+        assert r.status == "killed" and "code 7" in r.reason and r.state_lost
+        assert s.run("print(2)").state_lost  # the fresh interpreter says so once
+        assert not s.run("print(3)").state_lost
+
+
+def test_fork_of_a_dead_session_is_a_fresh_branch(sandbox: LocalSandbox) -> None:
+    with sandbox.open() as s:
+        s.run("v = 1")
+        s.run("import os\nos._exit(1)")  # dead: the next use starts a fresh interpreter
+        with s.fork() as b:
+            r = b.run("print(globals().get('v'))")
+            assert r.stdout == "None\n" and r.state_lost
+        assert s.run("print(1)").state_lost
 
 
 def test_code_too_large_is_a_clear_error(sandbox: LocalSandbox) -> None:

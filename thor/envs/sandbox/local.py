@@ -198,6 +198,7 @@ class LocalSandbox:
                 template.request_open(req, theirs)
                 return channel, family
             except ChannelClosed:
+                template.broken = True
                 channel.close()
                 family.release()
                 if attempt == 2:
@@ -250,9 +251,15 @@ class LocalSandbox:
             short = self.config.pool_size - len(self._pool)
         if short <= 0:
             return False
-        pending = [self._request() for _ in range(short)]
-        deadline = time.monotonic() + self.config.open_timeout_s
+        pending: list[tuple[Channel, Family]] = []
         error: SandboxError | None = None
+        for _ in range(short):
+            try:
+                pending.append(self._request())
+            except SandboxError as err:
+                error = err
+                break
+        deadline = time.monotonic() + self.config.open_timeout_s
         for channel, family in pending:
             try:
                 proc = self._register(Proc.await_hello(channel, family, deadline))
@@ -274,9 +281,12 @@ class LocalSandbox:
         start = time.monotonic()
         deadline = start + timeout + self.limits.grace_s
         try:
-            proc.channel.send(
-                {"op": "run", "code": code, "timeout": timeout, "cpu": cpu, "stdin": stdin}
-            )
+            try:
+                proc.channel.send(
+                    {"op": "run", "code": code, "timeout": timeout, "cpu": cpu, "stdin": stdin}
+                )
+            except ChannelClosed:  # died between cells: its guardian's report may be waiting
+                deadline = time.monotonic() + 0.2
             msg, _ = proc.channel.recv(deadline)
         except ChannelTimeout:
             self._discard(proc)
@@ -331,11 +341,12 @@ class LocalSession:
         ...     assert b.run("print(token)").stdout == s.run("print(token)").stdout
     """
 
-    def __init__(self, sandbox: LocalSandbox, proc: Proc) -> None:
+    def __init__(self, sandbox: LocalSandbox, proc: Proc, *, state_lost: bool = False) -> None:
         self._sandbox = sandbox
         self._proc: Proc | None = proc
         self._lock = threading.Lock()
         self._closed = False
+        self._lost = state_lost  # the next result must say state_lost (a fresh interpreter)
 
     @property
     def closed(self) -> bool:
@@ -370,16 +381,13 @@ class LocalSession:
             reason = f"code too large: {size:,} bytes (limit {limits.code_bytes:,}: SandboxLimits.code_bytes)"
             return ExecResult(status="error", reason=reason, stderr=reason + "\n")
         with self._lock:
-            self._check_open()
-            fresh = self._proc is None or self._proc.dead
-            if fresh:
-                self._proc = self._sandbox._take()
-            assert self._proc is not None
-            result = self._sandbox._run(self._proc, code, timeout, stdin)
-            if self._proc.dead:
+            proc = self._live_proc()
+            result = self._sandbox._run(proc, code, timeout, stdin)
+            if self._lost and not result.state_lost:
+                result = result.model_copy(update={"state_lost": True})
+            self._lost = False
+            if proc.dead:
                 self._proc = None
-        if fresh and not result.state_lost:
-            result = result.model_copy(update={"state_lost": True})
         return result
 
     def fork(self) -> LocalSession:
@@ -390,13 +398,14 @@ class LocalSession:
         shares the family's uid, process limit and scratch space.
         """
         with self._lock:
-            self._check_open()
-            if self._proc is None or self._proc.dead:
-                self._proc = self._sandbox._take()
-            child = self._sandbox._fork(self._proc)
-            if self._proc.dead:
-                self._proc = None
-        return LocalSession(self._sandbox, child)
+            proc = self._live_proc()
+            try:
+                child = self._sandbox._fork(proc)
+            finally:
+                if proc.dead:
+                    self._proc = None
+                    self._lost = True
+            return LocalSession(self._sandbox, child, state_lost=self._lost)
 
     def close(self) -> None:
         """Kill the interpreter and everything it started (idempotent)."""
@@ -412,6 +421,14 @@ class LocalSession:
         if self._closed:
             raise SandboxError("the session is closed")
         self._sandbox._check_open()
+
+    def _live_proc(self) -> Proc:
+        """The interpreter, replaced by a fresh one (state lost) if it died. Hold the lock."""
+        self._check_open()
+        if self._proc is None or self._proc.dead:
+            self._proc = self._sandbox._take()
+            self._lost = True
+        return self._proc
 
     def __enter__(self) -> LocalSession:
         return self

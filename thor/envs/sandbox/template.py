@@ -43,6 +43,7 @@ class Template:
 
     def __init__(self, config: LocalSandboxConfig, isolated: bool) -> None:
         self.isolated = isolated
+        self.broken = False  # set when the control channel failed
         self._lock = threading.Lock()
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the template)
         channel, theirs = Channel.pair(max_frame=1 << 16)
@@ -91,7 +92,7 @@ class Template:
             self.channel.send(req, fds=(sock.fileno(),))
 
     def alive(self) -> bool:
-        return self.popen.poll() is None
+        return not self.broken and self.popen.poll() is None
 
     def log_tail(self, limit: int = 2000) -> str:
         try:
