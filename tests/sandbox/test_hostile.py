@@ -283,6 +283,36 @@ def test_forged_protocol_bytes_kill_only_the_session(session: LocalSession) -> N
     assert timed(session, "print('recovered')").stdout == "recovered\n"
 
 
+def test_a_forked_child_that_does_not_exit_cannot_hijack_the_session(session: LocalSession) -> None:
+    r = timed(session, "import os\nchild = os.fork()\nprint('parent' if child else 'child')")
+    assert r.ok and "parent" in r.stdout
+    for i in range(5):  # the child finished the cell too, but exited instead of answering
+        assert timed(session, f"print({i})").stdout == f"{i}\n"
+    assert timed(session, "import os\nprint(os.waitpid(child, 0)[1])").stdout == "0\n"
+
+
+def test_namespaces_and_risky_kernel_interfaces_are_refused(session: LocalSession) -> None:
+    code = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "out = []\n"
+        "for name, call in [('unshare', lambda: libc.unshare(0x10000000)), ('setns', lambda: libc.setns(0, 0)),\n"
+        "                   ('io_uring', lambda: libc.syscall(425, 1, 0)), ('bpf', lambda: libc.syscall(321, 0, 0, 0)),\n"
+        "                   ('ptrace', lambda: libc.ptrace(16, os.getppid(), 0, 0))]:\n"
+        "    ctypes.set_errno(0)\n"
+        "    out.append(f'{name}={call()}/{ctypes.get_errno()}')\n"
+        "print(' '.join(out))\n"
+        "print(os.system('unshare -U -r true 2>/dev/null'))\n"
+    )
+    if os.uname().machine not in ("x86_64", "aarch64"):
+        pytest.skip("the seccomp filter covers x86_64 and aarch64")
+    r = timed(session, code)
+    assert r.ok, r
+    first, second = r.stdout.splitlines()
+    assert first == "unshare=-1/1 setns=-1/1 io_uring=-1/1 bpf=-1/1 ptrace=-1/1", first
+    assert second != "0"
+
+
 def test_afterwards_the_sandbox_serves_and_nothing_is_left(hostile: LocalSandbox) -> None:
     with hostile.open() as s:
         assert timed(s, "print(6 * 7)").stdout == "42\n"

@@ -166,6 +166,23 @@ def test_fork_of_a_dead_session_is_a_fresh_branch(sandbox: LocalSandbox) -> None
         assert s.run("print(1)").state_lost
 
 
+def test_threads_subprocesses_and_multiprocessing_work(sandbox: LocalSandbox) -> None:
+    code = (
+        "import multiprocessing, subprocess, threading\n"
+        "box = []\n"
+        "t = threading.Thread(target=box.append, args=(1,))\n"
+        "t.start()\n"
+        "t.join()\n"
+        "with multiprocessing.Pool(2) as pool:\n"
+        "    squares = pool.map(abs, [-2, -3])\n"
+        "echo = subprocess.run(['echo', 'hi'], capture_output=True, text=True).stdout.strip()\n"
+        "print(box, squares, echo)\n"
+    )
+    with sandbox.open() as s:
+        r = s.run(code)
+        assert r.stdout == "[1] [2, 3] hi\n", r
+
+
 def test_code_too_large_is_a_clear_error(sandbox: LocalSandbox) -> None:
     with sandbox.open() as s:
         r = s.run("x = 1\n" * (sandbox.limits.code_bytes // 6 + 10))

@@ -48,6 +48,8 @@ def connect():
     s = socket.create_connection(("127.0.0.1", PORT), timeout=1)
     s.close()
 out["connect"] = can(connect)
+import ctypes
+out["userns"] = ctypes.CDLL(None, use_errno=True).unshare(0x10000000) == 0
 kids = []
 try:
     for _ in range(LIMIT + 8):
@@ -191,6 +193,7 @@ def _probe(cfg: LocalSandboxConfig, report: CheckReport) -> None:
             "no network", not got["connect"] and not reached, "host loopback listener unreachable"
         ),
         Check("process limit enforced", forked < limit, f"{forked} forks (limit {limit})"),
+        Check("user namespaces refused (seccomp)", not got["userns"], "unshare(CLONE_NEWUSER)"),
     ]
 
 

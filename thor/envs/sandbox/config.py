@@ -84,6 +84,10 @@ class LocalSandboxConfig(ThorConfig):
         description="Trusted code the template runs once after the imports, to fill lazy caches",
     )
     pool_size: int = Field(4, ge=0, le=64, description="Sessions kept started ahead of open()")
+    seccomp: bool = Field(
+        True,
+        description="Refuse new namespaces, io_uring, bpf, ptrace, keyrings... to sessions (x86_64, aarch64)",
+    )
     extra_ro_paths: list[str] = Field(
         default_factory=list, description="More host paths to show read-only inside the sandbox"
     )

@@ -193,6 +193,7 @@ class LocalSandbox:
                 "uid": family.uid,
                 "scratch": family.new_dir(),
                 "limits": self._worker_limits,
+                "seccomp": self.config.seccomp,
             }
             try:
                 template.request_open(req, theirs)

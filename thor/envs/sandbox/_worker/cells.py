@@ -66,6 +66,7 @@ class Interpreter:
         self.cpu_hard = max(1, int(limits["session_cpu_s"]))
         self.file_limit = int(limits["file_mb"]) * MB
         self.output_bytes = int(limits["output_bytes"])
+        self.pid = os.getpid()
         self.count = 0
         self.armed = False
         self.branches: list[int] = []
@@ -123,6 +124,9 @@ class Interpreter:
         try:
             self._redirect(out_fd, err_fd, msg.get("stdin"))
             status, reason, trace = self._execute(code, name, timeout, cpu)
+            if os.getpid() != self.pid:  # a child the cell forked finished the cell: it must not
+                self._restore()  # answer the host (nor read its requests); its output is flushed
+                os._exit(0)
             if trace:
                 # past the output limit the write fails; the reason still says what happened
                 with contextlib.suppress(OSError):
@@ -288,6 +292,7 @@ class Interpreter:
             if branch:
                 guard(branch, sock, float(self.cpu_hard))
             self.sock = sock
+            self.pid = os.getpid()
             self.branches = []
             self._enter_scratch(msg.get("scratch"))
             self.hello()

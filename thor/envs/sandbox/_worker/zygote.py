@@ -19,13 +19,14 @@ import gc
 import importlib
 import json
 import os
+import platform
 import resource
 import signal
 import socket
 import traceback
 from typing import Any
 
-from . import cells, wire
+from . import cells, seccomp, wire
 from .guardian import guard
 
 
@@ -131,6 +132,10 @@ def _setup(req: dict[str, Any], isolated: bool) -> None:
     else:
         wire.prctl(wire.PR_SET_PDEATHSIG, signal.SIGKILL)
     wire.prctl(wire.PR_SET_NO_NEW_PRIVS, 1)
+    if isolated and req.get("seccomp") and not seccomp.install():
+        raise OSError(
+            f"seccomp filters are not supported on {platform.machine()}: set seccomp=False"
+        )
     if isolated:  # as the session's user: root holds no capability to enter its 0700 tmpfs
         os.mkdir("/tmp/session", 0o700)
         scratch = "/tmp/session"
