@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import shutil
 import site
 import subprocess
@@ -132,6 +133,10 @@ def resolve_isolation(config: LocalSandboxConfig) -> bool:
         log.warning(UNPROTECTED_WARNING.format(user=_user()))
         return False
     problems = isolation_problems(config.bwrap)
+    if config.seccomp and platform.machine() not in ("x86_64", "aarch64"):
+        problems.append(
+            f"the seccomp filter supports x86_64 and aarch64, not {platform.machine()}: set seccomp=False"
+        )
     if problems:
         remedy = "; ".join(problems)
         raise IsolationError(
