@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+from thor.testing.scripted import ByteTokenizer, ScriptedPolicy, check_policy
 from thor.testing.tiny import tiny_model, tiny_tokenizer
 
-__all__ = ["tiny_model", "tiny_tokenizer"]
+__all__ = ["ByteTokenizer", "ScriptedPolicy", "check_policy", "tiny_model", "tiny_tokenizer"]

@@ -1,0 +1,309 @@
+"""The transformers backend: a local model directory, a GGUF file, or the embedded model; CPU or GPU.
+
+Generation runs thor's own batched decode loop (:mod:`thor.agents.backends._decode`): left
+padding, a KV cache, per-row stop checks, rows leaving the batch as they finish, and an early exit
+when every row is done. Loading is offline (``local_files_only``): thor never downloads weights.
+
+Example:
+    >>> from thor.agents.backends.hf import HFPolicy, HFPolicyConfig
+    >>> from thor.types import SamplingParams
+    >>> policy = HFPolicy(HFPolicyConfig(model="embedded"))  # doctest: +SKIP
+    >>> prompt = policy.apply_chat_template([{"role": "user", "content": "What is 2+2?"}])  # doctest: +SKIP
+    >>> [c] = policy.generate([prompt], SamplingParams(max_tokens=16, temperature=0))  # doctest: +SKIP
+    >>> c.text == policy.decode(c.token_ids)  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from thor.agents.backends.base import Prompt, check_prompts, make_completion
+from thor.agents.backends.embedded import embedded_model_dir, is_embedded
+from thor.config import ThorConfig
+from thor.errors import PolicyError
+from thor.types import Completion, FinishReason, SamplingParams
+
+__all__ = ["HFPolicy", "HFPolicyConfig", "load_hf_tokenizer", "resolve_model_path"]
+
+
+class HFPolicyConfig(ThorConfig):
+    """How to load and run a transformers model.
+
+    ``dtype="auto"`` is bfloat16 (faster than float32 on this kind of CPU and on GPUs with bf16;
+    see benchmarks/backends.py), float16 on a GPU without bf16.
+    """
+
+    model: str = Field(
+        "embedded", description="'embedded', a local HF model directory, or a .gguf file"
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = Field(
+        "auto", description="'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1'..."
+    )
+    max_batch_size: int = Field(
+        64, ge=1, description="Rows per decode batch; larger calls are split"
+    )
+    max_model_len: int | None = Field(
+        None, ge=1, description="Context length (prompt + completion); default: the model's own"
+    )
+    name: str | None = Field(None, description="Display name; default: the model's")
+
+
+def resolve_model_path(model: str) -> tuple[Path, str | None]:
+    """Where to load ``model`` from: ``(directory, gguf file name or None)``.
+
+    Raises:
+        PolicyError: nothing loadable there (thor does not download models).
+    """
+    if is_embedded(model):
+        return embedded_model_dir(), None
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path.parent, path.name
+    if path.is_dir() and (path / "config.json").is_file():
+        return path, None
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return path, ggufs[0].name
+    raise PolicyError(
+        f"cannot load model {model!r}: not 'embedded', a Hugging Face model directory (with "
+        "config.json) or a .gguf file. thor loads models offline; download it first "
+        "(e.g. `huggingface-cli download NAME --local-dir DIR`) and pass the directory."
+    )
+
+
+def load_hf_tokenizer(model: str) -> Any:
+    """The tokenizer of ``model`` ('embedded', a directory or a GGUF file), loaded offline."""
+    from transformers import AutoTokenizer
+
+    directory, gguf = resolve_model_path(model)
+    try:
+        if gguf:
+            return AutoTokenizer.from_pretrained(directory, gguf_file=gguf, local_files_only=True)
+        return AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise PolicyError(f"cannot load the tokenizer of {model!r}: {err}") from err
+
+
+def _torch_dtype(name: str, device: str) -> Any:
+    import torch
+
+    if name != "auto":
+        return getattr(torch, name)
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
+
+
+def _pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class HFPolicy:
+    """A :class:`~thor.agents.backends.base.Policy` over a transformers causal LM.
+
+    Args:
+        config: what to load (a config object or its fields as keyword arguments).
+
+    Example:
+        >>> from thor.testing import tiny_model, tiny_tokenizer
+        >>> from thor.types import SamplingParams
+        >>> policy = HFPolicy.from_model(tiny_model(), tiny_tokenizer())
+        >>> [c] = policy.generate(["x = 1"], SamplingParams(max_tokens=5, temperature=0))
+        >>> len(c.token_ids) <= 5 and c.text == policy.decode(c.token_ids)
+        True
+    """
+
+    def __init__(self, config: HFPolicyConfig | None = None, /, **kwargs: Any) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        cfg = config if config is not None else HFPolicyConfig(**kwargs)
+        if config is not None and kwargs:
+            raise TypeError("pass an HFPolicyConfig or keyword arguments, not both")
+        device = _pick_device(cfg.device)
+        directory, gguf = resolve_model_path(cfg.model)
+        extra: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                directory, dtype=_torch_dtype(cfg.dtype, device), local_files_only=True, **extra
+            )
+        except (OSError, ValueError, RuntimeError) as err:
+            raise PolicyError(f"cannot load model {cfg.model!r} from {directory}: {err}") from err
+        if gguf and model.dtype != _torch_dtype(
+            cfg.dtype, device
+        ):  # GGUF loads dequantised float32
+            model = model.to(_torch_dtype(cfg.dtype, device))
+        model.to(torch.device(device)).eval()
+        tokenizer = load_hf_tokenizer(cfg.model)
+        name = cfg.name or ("embedded" if is_embedded(cfg.model) else Path(cfg.model).name)
+        self._setup(
+            model,
+            tokenizer,
+            name=name,
+            max_batch_size=cfg.max_batch_size,
+            max_model_len=cfg.max_model_len,
+        )
+        self.config = cfg
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str | None = None,
+        max_batch_size: int = 64,
+        max_model_len: int | None = None,
+    ) -> HFPolicy:
+        """Wrap a model already in memory (no copy), e.g. the very module a trainer is training.
+
+        Generation switches the model to eval mode and restores its mode afterwards.
+        """
+        self = cls.__new__(cls)
+        self._setup(
+            model,
+            tokenizer,
+            name=name or _model_name(model),
+            max_batch_size=max_batch_size,
+            max_model_len=max_model_len,
+        )
+        self.config = None
+        return self
+
+    def _setup(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        max_batch_size: int,
+        max_model_len: int | None,
+    ) -> None:
+        from thor.agents.backends._decode import DecodeModel
+
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.max_batch_size = max_batch_size
+        self._fast = getattr(tokenizer, "backend_tokenizer", None)
+        self.eos_token_ids = _eos_ids(model, tokenizer)
+        pad = (
+            tokenizer.pad_token_id
+            if tokenizer.pad_token_id is not None
+            else min(self.eos_token_ids, default=0)
+        )
+        ctx = max_model_len or getattr(model.config, "max_position_embeddings", None) or 4096
+        self._dm = DecodeModel(model, int(pad), self.eos_token_ids, self.decode, int(ctx))
+        self._closed = False
+
+    # -- text ---------------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        if self._fast is not None:
+            return list(self._fast.encode(text, add_special_tokens=False).ids)
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        ids = [int(i) for i in ids]
+        if self._fast is not None:
+            return str(self._fast.decode(ids, skip_special_tokens=False))
+        return str(
+            self.tokenizer.decode(
+                ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
+            )
+        )
+
+    def apply_chat_template(self, messages: list[dict[str, str]]) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise PolicyError(
+                f"{self.name}: the tokenizer has no chat template; build the prompt text yourself"
+            )
+        return str(
+            self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        )
+
+    # -- generation ---------------------------------------------------------------------------
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        params: SamplingParams,
+        *,
+        row_seeds: Sequence[int] | None = None,
+    ) -> list[Completion]:
+        """One completion per prompt.
+
+        Args:
+            prompts: text or token ids.
+            params: sampling parameters; row ``i`` is seeded with ``params.seed + i``.
+            row_seeds: one seed per prompt instead (a server batching requests with their own seeds).
+        """
+        if self._closed or self._dm is None:
+            raise PolicyError(f"{self.name}: generate() after close()")
+        ids = [self.encode(p) if isinstance(p, str) else p for p in check_prompts(prompts)]
+        if any(not p for p in ids):
+            raise PolicyError(
+                "an empty prompt: the model needs at least one token to continue from"
+            )
+        seeds = _row_seeds(len(ids), params.seed, row_seeds)
+        results: list[tuple[list[int], list[float], str]] = []
+        was_training = bool(getattr(self.model, "training", False))
+        self.model.eval()
+        try:
+            from thor.agents.backends._decode import decode_batch
+
+            for start in range(0, len(ids), self.max_batch_size):
+                end = start + self.max_batch_size
+                results += decode_batch(self._dm, ids[start:end], params, seeds[start:end])
+        finally:
+            if was_training:
+                self.model.train()
+        return [make_completion(k, self.decode, _reason(r), lp) for k, lp, r in results]
+
+    def close(self) -> None:
+        """Drop this policy's references to the model (freed once nothing else holds it). Idempotent."""
+        self._closed = True
+        self.model = None
+        self._dm = None
+
+    def __repr__(self) -> str:
+        return f"HFPolicy({self.name!r}{', closed' if self._closed else ''})"
+
+
+def _reason(r: str) -> FinishReason:
+    return r  # type: ignore[return-value]  # produced by StopChecker, always a FinishReason
+
+
+def _row_seeds(n: int, seed: int | None, row_seeds: Sequence[int] | None) -> list[int]:
+    if row_seeds is not None:
+        if len(row_seeds) != n:
+            raise ValueError(f"{len(row_seeds)} row seeds for {n} prompts")
+        return [int(s) for s in row_seeds]
+    base = secrets.randbits(62) if seed is None else int(seed)
+    return [base + i for i in range(n)]
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    gen = getattr(model, "generation_config", None)
+    for source in (getattr(gen, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if isinstance(source, int):
+            ids.add(source)
+        elif isinstance(source, list | tuple):
+            ids.update(int(x) for x in source)
+    return frozenset(ids)
+
+
+def _model_name(model: Any) -> str:
+    path = getattr(getattr(model, "config", None), "name_or_path", "") or ""
+    return Path(path).name or type(model).__name__
