@@ -48,6 +48,20 @@ class PolicyError(ThorError):
 class RewardError(ThorError):
     """A reward function raised; carries the reward's name and the episode id."""
 
+    def __init__(
+        self, message: str = "", *, reward: str | None = None, episode_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.reward = reward
+        self.episode_id = episode_id
+
+    def __reduce__(self) -> tuple[object, ...]:  # keep the fields across processes (Ray, pools)
+        return (_rebuild_reward_error, (str(self), self.reward, self.episode_id))
+
+
+def _rebuild_reward_error(message: str, reward: str | None, episode_id: str | None) -> RewardError:
+    return RewardError(message, reward=reward, episode_id=episode_id)
+
 
 class DatasetError(ThorError):
     """A dataset or benchmark file cannot be read, or a line lacks a required field."""

@@ -1,0 +1,227 @@
+r"""Answer equivalence inside a verifier worker: math-verify, then thor's two corrections.
+
+This module imports sympy and math-verify and runs only in worker processes (see
+:mod:`thor.rewards.pool`), after :func:`thor.rewards.safety.install_eval_guard`. Answers are parsed
+as LaTeX only (math-verify's ``LatexExtractionConfig``; its expression extraction, which calls
+``parse_expr`` on raw text, is not used) and compared with ``math_verify.verify``. Thor then
+corrects three kinds of wrong answer math-verify is known to give (docs/verification.md):
+
+1. **Tiny values said equal.** math-verify compares exact numbers by ``evalf(chop=True)`` of their
+   difference, so ``1/2004!`` and ``1/2006!`` (or ``10^{-20}`` and ``2\cdot 10^{-20}``) are "equal".
+   When math-verify says equal and both sides are exact numbers (no floats, no symbols, no
+   percentages), thor re-checks at 50 significant digits with a *relative* tolerance of 1e-30.
+2. **Equal on the real domain said unequal.** ``\sqrt{1/n}`` and ``1/\sqrt{n}`` differ only where
+   both are imaginary (n < 0); math-verify's ``simplify`` cannot prove them equal. When math-verify
+   says unequal and both sides are expressions in the same one to three symbols, thor evaluates
+   both at ten fixed points and calls them equal when they agree (relative 1e-9) at every point
+   where both are real and finite, with at least three such points. ``|x|`` and ``x`` stay unequal
+   (both are real at x < 0 and differ there).
+
+3. **Text-only matches.** When one side parses to no mathematical object, math-verify compares its
+   *normalised text*, and that normalisation strips trailing letters it takes for units
+   (``a + b + c`` and ``a + b + d`` both become ``a +``). Thor does not accept such a match: text
+   answers are equal only when thor's own normal forms are identical (decided before a worker
+   is asked, see :mod:`thor.rewards.normalize`).
+
+Reasons start with ``math-verify:`` or ``thor:`` so callers can tell which rule decided.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from itertools import product
+from typing import Any
+
+import sympy
+from math_verify import LatexExtractionConfig, parse, verify
+from sympy import Expr, FiniteSet, Float, Tuple, UnevaluatedExpr
+from sympy.core.function import AppliedUndef
+
+__all__ = ["compare", "parse_answer", "warm_up"]
+
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+logging.getLogger("latex2sympy2_extended").setLevel(logging.ERROR)
+
+_EXTRACTION = [LatexExtractionConfig(boxed_match_priority=0)]
+_PARSED: OrderedDict[str, list[Any]] = OrderedDict()
+_PARSED_MAX = 4096
+_POINTS = (
+    0.5772156649015329,
+    1.4142135623730951,
+    2.718281828459045,
+    3.141592653589793,
+    0.36787944117144233,
+    5.0990195135927845,
+    -0.6931471805599453,
+    -1.7320508075688772,
+    -2.23606797749979,
+    -4.123105625617661,
+)
+_NOT_SAMPLED = (
+    AppliedUndef,
+    sympy.Integral,
+    sympy.Sum,
+    sympy.Product,
+    sympy.Limit,
+    sympy.Derivative,
+)
+
+
+def parse_answer(text: str) -> list[Any]:
+    r"""math-verify's parse of an extracted answer (as the content of a ``\boxed{}``), memoised.
+
+    The memo (the last 4,096 distinct answers of this worker) saves re-parsing a gold answer that
+    is compared with many predictions; parsed sympy objects are immutable, so sharing is safe.
+    """
+    hit = _PARSED.get(text)
+    if hit is not None:
+        _PARSED.move_to_end(text)
+        return hit
+    parsed = parse("\\boxed{" + text + "}", extraction_config=_EXTRACTION, parsing_timeout=None)
+    _PARSED[text] = parsed
+    if len(_PARSED) > _PARSED_MAX:
+        _PARSED.popitem(last=False)
+    return parsed
+
+
+def compare(
+    gold: str,
+    pred: str,
+    *,
+    float_rounding: int = 6,
+    numeric_precision: int = 15,
+    corrections: bool = True,
+) -> tuple[bool, str]:
+    """Whether ``pred`` is equivalent to ``gold``, and why (see the module docstring)."""
+    g = parse_answer(gold)
+    if not g:
+        return False, "math-verify: no answer could be parsed from the gold"
+    p = parse_answer(pred)
+    if not p:
+        return False, "math-verify: no answer could be parsed from the prediction"
+    equal = verify(
+        g,
+        p,
+        float_rounding=float_rounding,
+        numeric_precision=numeric_precision,
+        timeout_seconds=None,
+    )
+    if not corrections:
+        return equal, "math-verify: equal" if equal else "math-verify: not equal"
+    if equal:
+        if not (_has_math(g) and _has_math(p)):
+            return False, (
+                "thor: math-verify matched only its text normalisation (which drops letters it "
+                "takes for units); the answers' normal forms differ"
+            )
+        rel = _tiny_value_difference(g[0], p[0])
+        if rel is not None:
+            return False, (
+                "thor: not equal at 50 digits (relative difference "
+                f"{rel:.2e}); math-verify's absolute rounding said equal"
+            )
+        return True, "math-verify: equal"
+    if _equal_on_real_domain(g[0], p[0]):
+        return True, "thor: equal wherever both sides are real (numeric check at fixed points)"
+    return False, "math-verify: not equal"
+
+
+def _has_math(parsed: list[Any]) -> bool:
+    return any(isinstance(x, sympy.Basic | sympy.MatrixBase) for x in parsed)
+
+
+# -- correction 1: tiny exact values ------------------------------------------------------------
+def _exact(e: Any) -> bool:
+    return (
+        isinstance(e, Expr)
+        and not e.free_symbols
+        and not e.has(Float)
+        and not e.has(UnevaluatedExpr)
+    )
+
+
+def _values(e: Any) -> list[Any] | None:
+    """The exact numbers a parsed answer stands for, in a canonical order; None if not that kind."""
+    if isinstance(e, sympy.Eq):
+        e = e.rhs
+    if isinstance(e, Tuple | FiniteSet):
+        items = list(e.args)
+        if not all(_exact(x) for x in items):
+            return None
+        if isinstance(e, FiniteSet):
+            keyed = [(sympy.N(x, 50), x) for x in items]
+            if not all(k.is_real for k, _ in keyed):
+                return None
+            items = [x for _, x in sorted(keyed, key=lambda kx: kx[0])]
+        return items
+    return [e] if _exact(e) else None
+
+
+def _tiny_value_difference(gold: Any, pred: Any) -> float | None:
+    """The relative difference of two exact answers math-verify called equal, if it is real."""
+    a, b = _values(gold), _values(pred)
+    if a is None or b is None or len(a) != len(b):
+        return None
+    worst = 0.0
+    for x, y in zip(a, b, strict=True):
+        if x == y:
+            continue
+        vx, vy = sympy.N(x, 50), sympy.N(y, 50)
+        if not (vx.is_number and vy.is_number):
+            return None
+        scale = max(abs(vx), abs(vy))
+        if scale == 0:
+            continue
+        rel = abs(vx - vy) / scale
+        if rel > sympy.Float("1e-30"):
+            worst = max(worst, float(min(rel, sympy.Float(1e300))))
+    return worst or None
+
+
+# -- correction 2: equal where both sides are real ---------------------------------------------
+def _equal_on_real_domain(gold: Any, pred: Any) -> bool:
+    if not (isinstance(gold, Expr) and isinstance(pred, Expr)):
+        return False
+    gs, ps = gold.free_symbols, pred.free_symbols
+    names = {s.name for s in gs}
+    if not gs or len(gs) > 3 or names != {s.name for s in ps} or len(ps) != len(gs):
+        return False
+    if gold.has(*_NOT_SAMPLED) or pred.has(*_NOT_SAMPLED):
+        return False
+    gsyms = sorted(gs, key=lambda s: s.name)
+    psyms = sorted(ps, key=lambda s: s.name)
+    agree = 0
+    for point in _points(len(gsyms)):
+        va = _real_value(gold, dict(zip(gsyms, point, strict=True)))
+        vb = _real_value(pred, dict(zip(psyms, point, strict=True)))
+        if va is None or vb is None:
+            continue
+        if abs(va - vb) > 1e-9 * max(1.0, abs(va), abs(vb)):
+            return False
+        agree += 1
+    return agree >= 3
+
+
+def _points(n: int) -> list[tuple[float, ...]]:
+    if n == 1:
+        return [(v,) for v in _POINTS]
+    k = len(_POINTS)
+    return [tuple(_POINTS[(j * (i + 3) + i) % k] for i in range(n)) for j in range(k)]
+
+
+def _real_value(expr: Expr, subs: dict[Any, float]) -> float | None:
+    try:
+        v = expr.evalf(30, subs={s: sympy.Float(x, 30) for s, x in subs.items()})
+    except (ValueError, TypeError, ArithmeticError, RecursionError):
+        return None
+    if not isinstance(v, sympy.Number) or not v.is_finite or not v.is_real:
+        return None
+    return float(v)
+
+
+def warm_up() -> None:
+    """Load the parser's lazy parts (ANTLR tables, regexes) so the first real call is not slow."""
+    for g, p in product(("\\frac{1}{2}", "(1,2]"), ("0.5", "x^2")):
+        compare(g, p)
+    _PARSED.clear()
