@@ -186,6 +186,7 @@ def test_channel_caps_frames_and_times_out() -> None:
     theirs.close()
 
 
+@settings(deadline=None)
 @given(
     msg=st.dictionaries(
         st.sampled_from(

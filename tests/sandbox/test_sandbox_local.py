@@ -53,10 +53,19 @@ def test_episodes_share_no_scratch_processes_network_or_ipc(sandbox: LocalSandbo
         assert killed.status == "error" and killed.reason.startswith(
             ("PermissionError", "ProcessLookupError")
         )
-        a.run("import socket\nsrv = socket.create_server(('127.0.0.1', 8765))")
+        assert a.run("print(open('here.txt').read())").stdout == "a\n"
+        code = "import socket\nsrv = socket.create_server(('127.0.0.1', 0))\nsocket.create_connection(srv.getsockname(), timeout=2)"
+        down = a.run(code)  # no interface is up: not even a session's own loopback works
+        assert down.status == "error" and "unreachable" in down.reason.lower()
+
+
+def test_an_optional_loopback_is_private_to_each_session() -> None:
+    require_isolation()
+    with LocalSandbox(light(loopback=True)) as sb, sb.open() as a, sb.open() as b:
+        assert a.run("import socket\nsrv = socket.create_server(('127.0.0.1', 8765))").ok
         r = b.run("import socket\nsocket.create_connection(('127.0.0.1', 8765), timeout=2)")
         assert r.status == "error" and "refused" in r.reason.lower()
-        assert a.run("print(open('here.txt').read())").stdout == "a\n"
+        assert a.run("socket.create_connection(('127.0.0.1', 8765), timeout=2).close()").ok
 
 
 def test_error_reason_is_last_line_and_traceback_has_no_worker_frames(

@@ -84,6 +84,10 @@ class LocalSandboxConfig(ThorConfig):
         description="Trusted code the template runs once after the imports, to fill lazy caches",
     )
     pool_size: int = Field(4, ge=0, le=64, description="Sessions kept started ahead of open()")
+    loopback: bool = Field(
+        False,
+        description="Give each session a loopback interface of its own (about a millisecond per open)",
+    )
     seccomp: bool = Field(
         True,
         description="Refuse new namespaces, io_uring, bpf, ptrace, keyrings... to sessions (x86_64, aarch64)",

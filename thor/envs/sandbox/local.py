@@ -194,6 +194,7 @@ class LocalSandbox:
                 "scratch": family.new_dir(),
                 "limits": self._worker_limits,
                 "seccomp": self.config.seccomp,
+                "loopback": self.config.loopback,
             }
             try:
                 template.request_open(req, theirs)

@@ -83,13 +83,15 @@ def program() -> list[tuple[int, int, int, int]]:
     return prog
 
 
-def install() -> bool:
-    """Install the filter on this process (needs no-new-privileges); False if unsupported here."""
-    if not supported():
-        return False
+_READY: list[tuple[_Prog, ctypes.Array[_Insn], ctypes.CDLL]] = []
+
+
+def prepare() -> None:
+    """Build the filter once (in the template, before it forks), so that installing is one call."""
+    if _READY or not supported():
+        return
     insns = program()
     arr = (_Insn * len(insns))(*(_Insn(*i) for i in insns))
-    prog = _Prog(len(insns), arr)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl.argtypes = [
         ctypes.c_int,
@@ -98,6 +100,15 @@ def install() -> bool:
         ctypes.c_ulong,
         ctypes.c_ulong,
     ]
+    _READY.append((_Prog(len(insns), arr), arr, libc))
+
+
+def install() -> bool:
+    """Install the filter on this process (needs no-new-privileges); False if unsupported here."""
+    prepare()
+    if not _READY:
+        return False
+    prog, _arr, libc = _READY[0]
     if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"seccomp: {os.strerror(err)}")

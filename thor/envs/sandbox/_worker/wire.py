@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import ctypes
+import fcntl
 import json
 import os
 import socket
@@ -89,18 +90,25 @@ def clear_inheritable() -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
+_CAP_LAST: list[int] = []
+
+
+def cap_last() -> int:
+    """The highest capability number (read once: the template calls this before it forks)."""
+    if not _CAP_LAST:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            _CAP_LAST.append(int(f.read()))
+    return _CAP_LAST[0]
+
+
 def drop_bounding_set() -> None:
     """Drop every capability from the bounding set (needs CAP_SETPCAP; call before setresuid)."""
-    with open("/proc/sys/kernel/cap_last_cap") as f:
-        last = int(f.read())
-    for cap in range(last + 1):
+    for cap in range(cap_last() + 1):
         prctl(PR_CAPBSET_DROP, cap)
 
 
 def loopback_up() -> None:
     """Bring up ``lo`` in a fresh network namespace (a private loopback, nothing else)."""
-    import fcntl
-
     siocsifflags, iff_up, iff_loopback, iff_running = 0x8914, 0x1, 0x8, 0x40
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         fcntl.ioctl(

@@ -2,7 +2,7 @@
 
 The template never runs model code. In isolated mode it is root inside its own bubblewrap
 namespaces (mount, pid, net, ipc, uts), and each session it forks makes itself private mount,
-network (loopback only) and System V IPC namespaces with a size-limited scratch tmpfs on
+network (no interface, or only a loopback of its own) and System V IPC namespaces with a size-limited scratch tmpfs on
 ``/tmp``, sets its resource limits, drops every capability and becomes a uid that no other
 session uses, before any model code exists. A session
 is two processes: a tiny guardian that waits for the interpreter and reports how it died, and the
@@ -44,6 +44,9 @@ def main(argv: list[str]) -> None:
         flags = wire.MS_REMOUNT | wire.MS_NOSUID | wire.MS_NODEV | wire.MS_NOEXEC
         wire.mount("proc", "/proc", "proc", flags, "hidepid=2")
     wire.prctl(wire.PR_SET_CHILD_SUBREAPER, 1)
+    if isolated:
+        seccomp.prepare()
+        wire.cap_last()
     signal.signal(signal.SIGCHLD, _reap)
     gc.collect()
     gc.freeze()  # keep the template's objects out of the children's collections (fewer COW copies)
@@ -107,9 +110,10 @@ def _setup(req: dict[str, Any], isolated: bool) -> None:
     os.close(null)
     if isolated:
         uid = int(req["uid"])
-        # private mounts, network (a loopback of its own) and System V IPC for every session
+        # private mounts, network (no interface up, or a loopback of its own) and System V IPC
         wire.unshare(wire.CLONE_NEWNS | wire.CLONE_NEWNET | wire.CLONE_NEWIPC)
-        wire.loopback_up()
+        if req.get("loopback"):
+            wire.loopback_up()
         wire.mount(None, "/", None, wire.MS_REC | wire.MS_PRIVATE, None)
         size = int(limits["scratch_mb"])
         opts = f"size={size}m,nr_inodes=65536,mode=0700,uid={uid},gid={uid}"
