@@ -458,6 +458,8 @@ def _refill(ref: weakref.ref[LocalSandbox]) -> None:
             started = sandbox._refill_once()
             failures = 0
         except SandboxError as err:
+            if sandbox.closed:
+                return  # closed while starting one: not a failure
             started = False
             failures += 1
             log.warning("sandbox pool: could not start a session: %s", err)
