@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -306,6 +307,20 @@ def test_close_leaves_no_process_of_the_session() -> None:
         while procs_of(sb) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert procs_of(sb) == []
+
+
+def test_a_dropped_session_is_closed() -> None:
+    require_isolation()
+    with LocalSandbox(light()) as sb:
+        s = sb.open()
+        s.run("import subprocess\np = subprocess.Popen(['sleep', '60'])")
+        uid = s.uid
+        del s
+        gc.collect()
+        deadline = time.monotonic() + 5
+        while [p for p in list_procs() if p.uid == uid] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [p for p in list_procs() if p.uid == uid] == []
 
 
 def test_template_death_is_recovered() -> None:

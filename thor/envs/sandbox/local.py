@@ -432,6 +432,11 @@ class LocalSession:
             self._lost = True
         return self._proc
 
+    def __del__(self) -> None:
+        # a session dropped without close() must not keep its processes until the sandbox closes
+        if not getattr(self, "_closed", True) and getattr(self, "_proc", None) is not None:
+            self.close()
+
     def __enter__(self) -> LocalSession:
         return self
 

@@ -145,6 +145,8 @@ def _setup(req: dict[str, Any], isolated: bool) -> None:
         scratch = "/tmp/session"
     os.chdir(scratch)
     os.environ["HOME"] = os.environ["PWD"] = scratch
+    if not isolated:  # the host's /tmp is shared: keep temporary files in the session's directory
+        os.environ["TMPDIR"] = scratch
 
 
 def _set_limits(limits: dict[str, Any], isolated: bool) -> None:
