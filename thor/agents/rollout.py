@@ -125,6 +125,9 @@ class RolloutEngine:
         self._pool = ThreadPoolExecutor(
             max_workers=c.exec_workers, thread_name_prefix="thor-rollout"
         )
+        self.snapshots: dict[tuple[str, int], TIREnv] = {}
+        """With ``keep_failure_snapshots``: (episode id, turn index) -> a fork of the env taken just
+        before that turn's failed call. The caller owns them: see :meth:`close_snapshots`."""
 
     # -- public ---------------------------------------------------------------------------------
     def run(
@@ -282,15 +285,20 @@ class RolloutEngine:
         try:
             env = slot.env
             call = env.tool.find_call(turn.text) if env.config.max_rounds > 0 else None
-            if (
-                call is not None
-                and self.config.agent == "thor"
-                and env.rounds_used < env.config.max_rounds
-            ):
+            can_call = call is not None and env.rounds_used < env.config.max_rounds
+            if can_call and self.config.agent == "thor":
                 self._step_with_correction(slot, turn)
-            else:
-                obs, _, term, trunc, _ = env.act(turn)
-                slot.done, slot.pending_obs = term or trunc, obs
+                return
+            snapshot = env.fork() if can_call and self.config.keep_failure_snapshots else None
+            turn_index = len(env.episode.turns)
+            obs, _, term, trunc, info = env.act(turn)
+            slot.done, slot.pending_obs = term or trunc, obs
+            if snapshot is not None:
+                if failed(info.get("exec")):
+                    with self._stats_lock:
+                        self.snapshots[(slot.task.episode_id, turn_index)] = snapshot
+                else:
+                    snapshot.close()
         finally:
             with self._stats_lock:
                 self.stats.execute_s += time.perf_counter() - t0

@@ -89,7 +89,12 @@ class GRPO(Algorithm):
         draws = zero_spread = 0
         while len(kept) < cfg.prompts_per_step and draws < cfg.max_draws:
             problems = ctx.problems.take(cfg.prompts_per_step - len(kept))
-            tasks = [RolloutTask(problem=p, sample=s) for p in problems for s in range(g)]
+            base = draws * cfg.prompts_per_step * g  # unique episode ids even if a problem recurs
+            tasks = [
+                RolloutTask(problem=p, sample=base + j * g + s)
+                for j, p in enumerate(problems)
+                for s in range(g)
+            ]
             episodes = ctx.engine.run(tasks, seed=ctx.seed + 7919 * ctx.step + 104_729 * draws)
             draws += 1
             drawn += episodes
