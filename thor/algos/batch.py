@@ -54,6 +54,11 @@ class TrainSample(BaseModel):
         weight: per-sample loss weight (to weigh step and trajectory samples apart).
         group_id: which group (prompt) the sample came from.
         metadata: anything else (episode id, reward...), JSON-serialisable.
+
+    Example:
+        >>> s = TrainSample(prompt_ids=[1, 2], response_ids=[3, 4], loss_mask=[1, 0], advantage=0.5)
+        >>> s.num_tokens, s.kind
+        (4, 'trajectory')
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -138,6 +143,12 @@ class Batch:
         truncated_tokens: how many tokens ``max_length`` cut, over the whole batch.
         truncated_samples: how many samples lost tokens to ``max_length``.
         metadata: each sample's metadata.
+
+    Example:
+        >>> s = TrainSample(prompt_ids=[1], response_ids=[2, 3], loss_mask=[1, 1], advantage=-1.0)
+        >>> b = collate([s], pad_token_id=0)
+        >>> b.size, b.num_loss_tokens, b.advantages.tolist()
+        (1, 2, [[-1.0, -1.0, -1.0]])
     """
 
     input_ids: Tensor

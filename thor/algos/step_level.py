@@ -98,6 +98,16 @@ class StepSample(BaseModel):
         result: the execution result of ``code``.
         reward: 1.0 when the code ran successfully (THOR's step reward), else 0.0; ``None`` until
             rewarded.
+
+    Example:
+        >>> from thor.types import ExecResult
+        >>> bp = BranchPoint(episode_id="e", turn_index=0, prompt_text="Q: ", prompt_token_ids=[7, 8],
+        ...                  history_tokens=2, prefix_text="", prefix_token_ids=[], dropped_text="",
+        ...                  dropped_tokens=0, failed_code="print(x)")
+        >>> s = StepSample(branch=bp, completion_text="...", completion_ids=[9, 10], code="print(1)",
+        ...                result=ExecResult(status="ok", stdout="1\\n"), reward=1.0)
+        >>> s.succeeded, s.to_train_sample(advantage=0.5).loss_mask
+        (True, [1, 1])
     """
 
     model_config = ConfigDict(extra="forbid")
