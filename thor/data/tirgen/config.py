@@ -1,0 +1,133 @@
+"""Configuration of a TIRGen run, with the paper's settings and a CPU preset.
+
+Fields left ``None`` take the preset's value, then the paper's (:data:`PRESETS`).
+
+Example:
+    >>> cfg = TirgenConfig(problems="synthetic_train", out="runs/tirgen", preset="cpu").resolved()
+    >>> cfg.step_tokens, cfg.attempts
+    (128, 2)
+    >>> TirgenConfig(out="x").resolved().step_tokens  # the paper's
+    512
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from thor.config import ThorConfig
+
+__all__ = ["PRESETS", "CodeQualityRule", "TirgenConfig"]
+
+CodeQualityRule = Literal["paper", "release", "either"]
+"""``paper``: a block is good when it uses a library or control flow. ``release``: when it has more
+than 5 non-comment lines (the authors' scripts). ``either``: when one of the two holds."""
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # THOR-SPEC section 1, non-reasoning models: 512-token steps, 8 attempts, 4,096-token responses.
+    "paper": {
+        "step_tokens": 512,
+        "attempts": 8,
+        "max_response_tokens": 4096,
+        "cell_timeout_s": 30.0,
+        "cot_samples": 4,
+        "cot_max_tokens": 4096,
+    },
+    # Minutes on 2 CPU cores with the embedded 135M model: short steps, 2 attempts.
+    "cpu": {
+        "step_tokens": 128,
+        "attempts": 2,
+        "max_response_tokens": 768,
+        "cell_timeout_s": 10.0,
+        "cot_samples": 1,
+        "cot_max_tokens": 512,
+    },
+}
+
+_RESUMABLE = ("out", "limit", "progress", "concurrency", "exec_workers")
+"""Fields that may change between a run and its resumption (the rest must match)."""
+
+
+class TirgenConfig(ThorConfig):
+    """What TIRGen reads, which models it uses, and the method's settings (THOR-SPEC section 1)."""
+
+    problems: str = Field("math_train", description="A registered dataset name or a JSONL path")
+    limit: int | None = Field(
+        None, ge=1, description="First N problems (a larger N on resume extends the run)"
+    )
+    shuffle_seed: int | None = Field(None, description="Shuffle the problems before --limit")
+    out: Path = Field(description="Output directory (resumed when it holds part of this run)")
+    actor: str = Field(
+        "embedded", description="Actor model: 'embedded', a directory or a GGUF file"
+    )
+    critic: str = Field("rule", description="'rule' (RuleCritic), or a critic model like --actor")
+    backend: str = Field("hf", description="Policy backend of the models (hf, vllm, openai)")
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+    preset: Literal["paper", "cpu"] | None = None
+    # actor
+    step_tokens: int | None = Field(None, ge=8, description="Tokens per actor step (L_step)")
+    attempts: int | None = Field(None, ge=1, description="Tries per problem")
+    max_response_tokens: int | None = Field(
+        None, ge=16, description="Actor tokens per attempt; an actor that never stops is abandoned"
+    )
+    temperature: float = Field(0.6, ge=0.0, description="Actor sampling temperature")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    system_prompt: str | None = Field(
+        None, description="Actor system prompt (default: THOR's CoT prompt)"
+    )
+    # critic and execution
+    critic_temperature: float = Field(0.0, ge=0.0)
+    critic_max_tokens: int = Field(1024, ge=16)
+    max_exec_per_step: int = Field(
+        5, ge=1, description="Code blocks run per step (more are dropped)"
+    )
+    cell_timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit of one block")
+    sandbox: str = "local"
+    sandbox_config: dict[str, Any] = Field(default_factory=dict)
+    # filters
+    difficulty: bool = Field(True, description="Drop problems that the cot agent already solves")
+    cot_samples: int | None = Field(
+        None, ge=1, description="CoT samples per problem for difficulty"
+    )
+    cot_max_tokens: int | None = Field(None, ge=16)
+    cot_solved_at: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="A problem is solved when this share of CoT samples is right",
+    )
+    code_quality_rule: CodeQualityRule = "paper"
+    low_quality_fraction: float = Field(
+        0.4, ge=0.0, le=1.0, description="Reject when low-quality blocks > ceil(this * blocks)"
+    )
+    repetition_ngram: int = Field(20, ge=1)
+    repetition_max: int = Field(20, ge=1)
+    max_one_call_fraction: float = Field(
+        0.5, gt=0.0, le=1.0, description="Balance: at most this share of the output has one call"
+    )
+    # output
+    sft_system_prompt: str | None = Field(
+        "tir",
+        description="System message of the SFT prompt: 'tir' or 'cot' (thor's prompts), a text, or None",
+    )
+    # engine
+    concurrency: int = Field(16, ge=1, description="Problems in flight (the actor's batch)")
+    exec_workers: int = Field(4, ge=1, description="Threads running code and verification")
+    seed: int = 0
+    progress: bool = True
+
+    def resolved(self) -> TirgenConfig:
+        """A copy with every ``None`` preset field filled (preset, then the paper's values)."""
+        preset = PRESETS.get(self.preset or "paper", PRESETS["paper"])
+        fill = {k: v for k, v in preset.items() if getattr(self, k) is None}
+        for k, v in PRESETS["paper"].items():
+            if getattr(self, k) is None and k not in fill:
+                fill[k] = v
+        return self.model_copy(update=fill)
+
+    def manifest(self) -> dict[str, Any]:
+        """The settings a resumed run must share (output path, limit and throughput excluded)."""
+        data = self.resolved().model_dump(mode="json")
+        return {k: v for k, v in data.items() if k not in _RESUMABLE}
