@@ -252,6 +252,30 @@ def test_threads_and_children_left_running(hostile: LocalSandbox, session: Local
     assert wait_none_left(hostile, uid) == []
 
 
+def test_leaking_every_file_descriptor(session: LocalSession) -> None:
+    leak = "import os\nleak = []\ntry:\n    while True:\n        leak.append(os.open('/dev/null', 0))\nexcept OSError as err:\n    print(err.errno)"
+    r = timed(session, leak)
+    assert r.ok and r.stdout == "24\n"  # EMFILE: the open-file limit
+    assert timed(session, "print('still works')").ok  # the worker's own descriptors came back
+    grab = (
+        "for fd in leak[:20]:\n"
+        "    os.close(fd)\n"
+        "del leak[:20]\n"
+        "import threading, time\n"
+        "def grab():\n"
+        "    for _ in range(100000):\n"
+        "        try:\n"
+        "            leak.append(os.open('/dev/null', 0))\n"
+        "        except OSError:\n"
+        "            time.sleep(0.0005)\n"
+        "threading.Thread(target=grab, daemon=True).start()\n"
+    )
+    assert timed(session, grab).ok
+    time.sleep(0.3)  # the thread takes every descriptor the worker gives back after the cell
+    blocked = timed(session, "print('no room')")
+    assert blocked.status == "error" and "no file for its output" in blocked.reason
+
+
 def test_syntax_errors(session: LocalSession) -> None:
     for code in ("def f(:\n    pass", "x = (1,", "\x00", "if True:\nprint(1)"):
         r = timed(session, code)

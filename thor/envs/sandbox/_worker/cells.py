@@ -118,8 +118,15 @@ class Interpreter:
         code, timeout, cpu = str(msg["code"]), float(msg["timeout"]), float(msg["cpu"])
         self.count += 1
         name = f"<cell {self.count}>"
-        out_fd = os.memfd_create("stdout", os.MFD_CLOEXEC)
-        err_fd = os.memfd_create("stderr", os.MFD_CLOEXEC)
+        try:
+            out_fd = os.memfd_create("stdout", os.MFD_CLOEXEC)
+        except OSError as err:  # e.g. earlier cells left every file descriptor open
+            return self._failure(f"the cell could not start: no file for its output ({err})")
+        try:
+            err_fd = os.memfd_create("stderr", os.MFD_CLOEXEC)
+        except OSError as err:
+            os.close(out_fd)
+            return self._failure(f"the cell could not start: no file for its output ({err})")
         start = time.perf_counter()
         try:
             self._redirect(out_fd, err_fd, msg.get("stdin"))
@@ -150,6 +157,11 @@ class Interpreter:
             "duration_s": duration,
             "truncated": cut_out or cut_err,
         }
+
+    @staticmethod
+    def _failure(reason: str) -> dict[str, Any]:
+        return {"type": "result", "status": "error", "stdout": "", "stderr": reason + "\n", "reason": reason,
+                "duration_s": 0.0, "truncated": False}  # fmt: skip
 
     def _execute(self, code: str, name: str, timeout: float, cpu: float) -> tuple[str, str, str]:
         try:
