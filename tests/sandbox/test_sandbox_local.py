@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -398,3 +400,35 @@ def test_session_repr_and_protocol_shape(sandbox: LocalSandbox) -> None:
     s.close()
     s.close()
     assert s.closed and s.pid is None
+
+
+HOST = """
+import sys, time
+sys.path.insert(0, {helpers!r})
+from sandbox_helpers import light
+from thor.envs.sandbox import LocalSandbox
+sb = LocalSandbox(light(pool_size=1))
+s = sb.open()
+s.run("import subprocess\\np = subprocess.Popen(['sleep', '300'], start_new_session=True)")
+print(s.uid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_when_the_host_dies_every_sandbox_process_goes() -> None:
+    require_isolation()
+    helpers = os.path.dirname(os.path.abspath(__file__))
+    host = subprocess.Popen(
+        [sys.executable, "-c", HOST.format(helpers=helpers)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert host.stdout is not None
+        uid = int(host.stdout.readline())
+        assert [p for p in list_procs() if p.uid == uid]
+    finally:
+        host.kill()  # SIGKILL: no atexit, no close()
+        host.wait()
+    deadline = time.monotonic() + 10
+    while [p for p in list_procs() if p.uid == uid] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p for p in list_procs() if p.uid == uid] == []

@@ -215,7 +215,17 @@ def _bwrap_args(config: LocalSandboxConfig, launch: Launch) -> list[str]:
         "--unshare-cgroup-try",
     ]
     args += ["--hostname", "sandbox", "--new-session", "--clearenv", "--cap-drop", "ALL"]
-    for cap in ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_NET_ADMIN"):
+    # no --die-with-parent: it follows the *thread* that started bubblewrap, and any thread may
+    # open the first session; when the host goes, the template sees its control socket close
+    # and kills every process of the sandbox's pid namespace (hence CAP_KILL)
+    for cap in (
+        "CAP_SYS_ADMIN",
+        "CAP_SETUID",
+        "CAP_SETGID",
+        "CAP_SETPCAP",
+        "CAP_NET_ADMIN",
+        "CAP_KILL",
+    ):
         args += ["--cap-add", cap]
     args += ["--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):

@@ -53,8 +53,11 @@ def main(argv: list[str]) -> None:
     wire.send(ctl, {"type": "template", "pid": os.getpid()}, creds=True)
     while True:
         got = wire.recv(ctl, max_fds=1)
-        if got is None:
-            return  # the host is gone: leaving ends the pid namespace and every session in it
+        if got is None:  # the host closed the sandbox, or died
+            if isolated:  # every process of this pid namespace (the sandbox's only), then us
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.kill(-1, signal.SIGKILL)
+            return
         req, fds = got
         if req.get("op") != "open" or len(fds) != 1:
             for fd in fds:
