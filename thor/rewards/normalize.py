@@ -16,8 +16,8 @@ Example:
     '(\\frac{1}{2},3)'
     >>> integer_value("10{,}080"), integer_value("-007"), integer_value("1.5")
     (10080, -7, None)
-    >>> refusal("", "gold")
-    'empty prediction'
+    >>> refusal("", "prediction"), refusal("\\def\\x{1}", "gold")
+    ('empty prediction', 'gold contains the TeX programming macro \\def')
 """
 
 from __future__ import annotations

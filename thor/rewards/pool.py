@@ -81,7 +81,14 @@ class _Worker:
             if nl >= 0:
                 line = bytes(self._buf[:nl])
                 del self._buf[: nl + 1]
-                return json.loads(line)
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    msg = None
+                if not isinstance(msg, dict):
+                    self.kill()
+                    raise _Dead(f"worker broke the protocol ({line[:80]!r})")
+                return msg
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None

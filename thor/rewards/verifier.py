@@ -14,7 +14,7 @@ Verdict reasons start with the stage that decided: ``refused:``, ``normal form:`
 ``math-verify:``, ``thor:`` (a correction of math-verify), ``timeout:`` or ``worker:``.
 
 Example:
-    >>> with Verifier(VerifierConfig(workers=1)) as v:  # doctest: +SKIP
+    >>> with Verifier(VerifierConfig(workers=1)) as v:
     ...     v.verify(r"\frac{1}{2}", "0.5").equal
     ...     v.verify("1,000", "1000").reason
     ...     [x.equal for x in v.verify_batch([("3", "3.0"), (r"\{1,2\}", r"\{2,1\}"), ("5", "6")])]
@@ -205,11 +205,13 @@ class Verifier:
 
     async def averify(self, gold: str, pred: str) -> Verdict:
         """:meth:`verify` for asyncio: runs in the verifier's threads, never blocks the loop."""
+        self._check_usable()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.verify, gold, pred)
 
     async def averify_batch(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
         """:meth:`verify_batch` for asyncio."""
+        self._check_usable()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self.verify_batch, list(pairs))
 
