@@ -19,6 +19,8 @@ from __future__ import annotations
 import difflib
 import json
 import tomllib
+import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,17 +52,41 @@ def format_validation_error(cls: type[BaseModel], err: ValidationError) -> str:
     Unknown fields get a did-you-mean suggestion drawn from the model's field names.
     """
     lines: list[str] = []
-    fields = list(cls.model_fields)
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "<root>"
         if e["type"] == "extra_forbidden":
             leaf = str(e["loc"][-1]) if e["loc"] else loc
-            close = difflib.get_close_matches(leaf, fields, n=1) if len(e["loc"]) == 1 else []
+            fields = _fields_at(cls, e["loc"][:-1])
+            close = difflib.get_close_matches(leaf, fields, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             lines.append(f"unknown field {loc!r}{hint}")
         else:
             lines.append(f"field {loc!r}: {e['msg']} (got {e.get('input')!r:.80})")
     return f"{cls.__name__}: " + "; ".join(lines)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (``M``, ``M | None``, ``list[M]``...), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields_at(cls: type[BaseModel], path: Sequence[Any]) -> list[str]:
+    """Field names of the (nested) model at ``path`` (list indices skipped); [] when unknown."""
+    model: type[BaseModel] | None = cls
+    for part in path:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(str(part)) if model is not None else None
+        model = _model_in(info.annotation) if info is not None else None
+        if model is None:
+            return []
+    return list(model.model_fields) if model is not None else []
 
 
 def validate_config(cls: type[C], data: Any) -> C:
