@@ -40,6 +40,36 @@ def test_left_padded_batch_equals_one_at_a_time(policy: HFPolicy) -> None:
         assert alone.logprobs == pytest.approx(b.logprobs, abs=1e-4)
 
 
+def test_rows_that_finish_early_leave_the_batch_without_changing_the_others(
+    policy: HFPolicy,
+) -> None:
+    """Rows stopping at different steps exercise cache compaction and left-padding trimming."""
+    sampled = SamplingParams(max_tokens=16, temperature=1.5, seed=0)  # greedy here just repeats
+    free = policy.generate(PROMPTS, sampled)
+    longest = max(range(len(PROMPTS)), key=lambda i: len(PROMPTS[i]))
+
+    def spread(s: str) -> tuple[bool, int]:
+        firsts = [c.text.find(s) for c in free]
+        hit = [f for f in firsts if f >= 0]
+        # the longest prompt stops first (so padding can be trimmed), others later or never
+        ok = 0 <= firsts[longest] == min(hit) and len(set(firsts)) >= 3
+        return ok, len(set(firsts))
+
+    candidates = sorted(
+        {ch for c in free for ch in c.text}, key=lambda ch: (not spread(ch)[0], -spread(ch)[1])
+    )
+    stop = candidates[0]
+    assert spread(stop)[0], "no stop character separates the rows; change the prompts"
+    params = sampled.model_copy(update={"stop": [stop]})
+    batched = policy.generate(PROMPTS, params)
+    reasons = {c.finish_reason for c in batched}
+    assert "stop" in reasons and len({len(c.token_ids) for c in batched}) >= 3
+    for i, (prompt, b, f) in enumerate(zip(PROMPTS, batched, free, strict=True)):
+        [alone] = policy.generate([prompt], params.model_copy(update={"seed": i}))
+        assert alone.token_ids == b.token_ids == f.token_ids[: len(b.token_ids)]
+        assert alone.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+
+
 def test_sampling_is_reproducible_and_independent_of_batch_neighbours(policy: HFPolicy) -> None:
     params = SamplingParams(max_tokens=12, temperature=1.0, seed=7)
     a = policy.generate(PROMPTS, params)

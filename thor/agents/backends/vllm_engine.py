@@ -175,8 +175,22 @@ class VLLMPolicy:
         )
 
     # -- generation ---------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[Completion]:
-        """One completion per prompt; row ``i`` is seeded ``params.seed + i``."""
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        params: SamplingParams,
+        *,
+        row_seeds: Sequence[int] | None = None,
+    ) -> list[Completion]:
+        """One completion per prompt.
+
+        Args:
+            prompts: text or token ids.
+            params: sampling parameters; row ``i`` is seeded ``params.seed + i``.
+            row_seeds: one seed per prompt instead (a server batching requests with their own seeds).
+        """
+        if row_seeds is not None and len(row_seeds) != len(prompts):
+            raise ValueError(f"{len(row_seeds)} row seeds for {len(prompts)} prompts")
         if self._closed:
             raise PolicyError(f"{self.name}: generate() after close()")
         ids = [self.encode(p) if isinstance(p, str) else p for p in check_prompts(prompts)]
@@ -187,14 +201,22 @@ class VLLMPolicy:
         # a prompt that fills the context gets an empty completion, finish_reason "length"
         rows = [i for i, p in enumerate(ids) if len(p) < self.max_model_len]
         requests = [self._vllm.TokensPrompt(prompt_token_ids=ids[i]) for i in rows]
-        sampling = [self._sampling(params, i, len(ids[i])) for i in rows]
+        seeds = [
+            int(row_seeds[i])
+            if row_seeds is not None
+            else None
+            if params.seed is None
+            else params.seed + i
+            for i in range(len(ids))
+        ]
+        sampling = [self._sampling(params, seeds[i], len(ids[i])) for i in rows]
         outputs = self.llm.generate(requests, sampling, use_tqdm=False) if rows else []
         results: list[Completion] = [make_completion([], self.decode, "length", [])] * len(ids)
         for i, out in zip(rows, outputs, strict=True):
             results[i] = self._completion(out.outputs[0], params)
         return results
 
-    def _sampling(self, params: SamplingParams, row: int, prompt_len: int) -> Any:
+    def _sampling(self, params: SamplingParams, seed: int | None, prompt_len: int) -> Any:
         stops = list(
             dict.fromkeys([*params.stop, *(CODE_STOP_STRINGS if params.stop_at_code_close else ())])
         )
@@ -203,7 +225,7 @@ class VLLMPolicy:
             temperature=params.temperature,
             top_p=params.top_p,
             top_k=params.top_k,
-            seed=None if params.seed is None else params.seed + row,
+            seed=seed,
             max_tokens=min(params.max_tokens, self.max_model_len - prompt_len),
             stop=stops or None,
             stop_token_ids=sorted(self.eos_token_ids),
