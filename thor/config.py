@@ -4,13 +4,14 @@ Every component is built from one config model (which pickles, so components can
 other processes or on other machines). Unknown fields fail early and name the field.
 
 Example:
-    >>> from thor.config import ThorConfig
+    >>> from thor.config import ThorConfig, validate_config
     >>> class Demo(ThorConfig):
     ...     rounds: int = 5
     >>> Demo(rounds=3).rounds
     3
-    >>> Demo(round=3)  # doctest: +IGNORE_EXCEPTION_DETAIL
+    >>> validate_config(Demo, {"round": 3})
     Traceback (most recent call last):
+    ...
     thor.errors.ConfigError: Demo: unknown field 'round' (did you mean 'rounds'?)
 """
 
