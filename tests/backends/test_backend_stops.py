@@ -50,7 +50,7 @@ pieces = st.sampled_from(
 texts = st.lists(st.one_of(pieces, st.text(max_size=6)), max_size=14).map("".join)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(texts)
 def test_code_close_never_cuts_at_an_opening_fence_and_stops_right_after_a_closing_one(
     text: str,
@@ -69,7 +69,7 @@ def test_code_close_never_cuts_at_an_opening_fence_and_stops_right_after_a_closi
         assert all(code_close_end(tiny_decode(ids[:k])) is None for k in range(len(ids) + 1))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(texts)
 def test_code_close_on_bytes_agrees_with_the_text_rule(text: str) -> None:
     """With one token per byte the cut must land exactly at ``code_close_end`` of the text."""
@@ -151,7 +151,7 @@ def test_checker_refuses_tokens_after_finishing() -> None:
         checker.push(66)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.text(max_size=60))
 def test_incremental_decoder_matches_full_decode(text: str) -> None:
     for encode, decode in ((tiny_encode, tiny_decode), (BYTES.encode, BYTES.decode)):
