@@ -32,7 +32,8 @@ if [[ $tier == slow || $tier == all ]]; then
 fi
 if [[ $tier == vllm || $tier == all ]]; then
   scripts/setup_vllm.sh || status=1
-  THOR_REQUIRE_VLLM=1 run_tier vllm "vllm" "$@"
+  # vllm lives in its own environment: this tier runs .venv-vllm/bin/python -m pytest -m vllm
+  VENV=.venv-vllm THOR_REQUIRE_VLLM=1 run_tier vllm "vllm" "$@"
 fi
 if [[ $tier == gpu ]]; then
   run_tier gpu "gpu" "$@"
