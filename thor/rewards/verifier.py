@@ -302,9 +302,15 @@ class Verifier:
         size = self.config.batch_size
         if len(sent) <= size:
             return [_verdict(r) for r in self._pool.run(sent)]
-        # Enough chunks to keep every worker busy, but no bigger than batch_size.
+        # Enough chunks to keep every worker busy, no bigger than batch_size, and the pairs of one
+        # gold answer in one chunk where they fit (the worker then parses that gold once).
         size = max(1, min(size, -(-len(sent) // (2 * self.workers))))
-        chunks = [sent[i : i + size] for i in range(0, len(sent), size)]
+        chunks: list[list[tuple[str, str]]] = [[]]
+        for i, pair in enumerate(sent):
+            new_gold = i > 0 and pair[0] != sent[i - 1][0]
+            if len(chunks[-1]) >= 2 * size or (new_gold and len(chunks[-1]) >= size):
+                chunks.append([])
+            chunks[-1].append(pair)
         results: list[Verdict] = []
         for chunk_results in self._executor.map(self._pool.run, chunks):
             results.extend(_verdict(r) for r in chunk_results)
