@@ -80,7 +80,10 @@ def test_correct_with_its_own_verifier_config() -> None:
     try:
         assert fn.verifier.config.timeout_s == 3.0 and fn(episode(ANSWER, final="1024")) == 1.0
     finally:
-        fn.verifier.close()
+        fn.close()
+    with pytest.raises(RewardError, match="closed") as info:
+        score(fn, episode(ANSWER, final="1025"))
+    assert info.value.reward == "correct" and info.value.episode_id == "ep-1"
 
 
 # -- format ---------------------------------------------------------------------------------------

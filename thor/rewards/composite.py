@@ -133,6 +133,12 @@ def _evaluate(
         if not math.isfinite(value):
             raise ValueError(f"returned {value}")
     except RewardError as err:
+        if err.reward is None and fallback is None:  # raised inside the reward: name it
+            raise RewardError(
+                f"reward {name!r} failed on episode {episode.id!r}: {err}",
+                reward=name,
+                episode_id=episode.id,
+            ) from err
         if fallback is None:
             raise
         error: Exception = err

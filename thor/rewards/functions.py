@@ -140,6 +140,11 @@ class CorrectReward(_Configured):
     def __call__(self, episode: Episode) -> float:
         return 1.0 if self.verdict(episode).equal else 0.0
 
+    def close(self) -> None:
+        """Stop this reward's own verifier, if it has one (the shared default is left running)."""
+        if self._verifier is not None:
+            self._verifier.close()
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.config,))
 
