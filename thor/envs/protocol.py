@@ -139,32 +139,36 @@ def extract_boxed(text: str) -> str | None:
     r"""Content of the last ``\boxed{...}`` (or ``\fbox{...}``, or ``\boxed 5``); ``None`` if none.
 
     Nested braces are matched; an unclosed last box is skipped in favour of an earlier closed one.
+    Linear in the length of the text (one pass pairs every brace), whatever the text holds.
     """
     if not isinstance(text, str):
         return None
-    for m in reversed(list(re.finditer(r"\\(?:boxed|fbox)\s*(\{| )", text))):
-        start = m.end()
-        if m.group(1) == " ":
-            word = re.match(r"[^\s$]+", text[start:])
+    boxes = list(_BOX.finditer(text))
+    if not boxes:
+        return None
+    closing: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACE.finditer(text, boxes[0].start()):
+        ch = m.group(0)
+        if ch == "{":
+            stack.append(m.start())
+        elif ch == "}" and stack:
+            closing[stack.pop()] = m.start()
+    for box in reversed(boxes):
+        start = box.end()
+        if box.group(1) == " ":
+            word = re.match(r"[^\s$]+", text[start : start + 1000])
             if word:
                 return word.group(0)
             continue
-        depth = 1
-        i = start
-        n = len(text)
-        while i < n:
-            ch = text[i]
-            if ch == "\\" and i + 1 < n:
-                i += 2
-                continue
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i].strip()
-            i += 1
+        end = closing.get(start - 1)
+        if end is not None:
+            return text[start:end].strip()
     return None
+
+
+_BOX = re.compile(r"\\(?:boxed|fbox)\s*(\{| )")
+_BRACE = re.compile(r"\\.|[{}]", re.DOTALL)
 
 
 class OutputFormat(ThorConfig):
