@@ -142,6 +142,25 @@ def _stage(
     )
 
 
+def _count(reason: str, n: int) -> Counter[str]:
+    return Counter({reason: n}) if n > 0 else Counter()
+
+
+def _sample_stages(attempts: list[dict[str, Any]]) -> list[FunnelStage]:
+    """Attempts finished, then each per-sample filter in order."""
+    left = len(attempts)
+    abandoned = Counter(a["reason"] for a in attempts if a["outcome"] == "abandoned")
+    stages = [_stage("attempts", "samples", left, abandoned)]
+    left -= sum(abandoned.values())
+    for name in SAMPLE_STAGES:
+        why = Counter(
+            a["reason"] for a in attempts if a["outcome"] == "rejected" and a["stage"] == name
+        )
+        stages.append(_stage("answer_correct" if name == "answer" else name, "samples", left, why))
+        left -= sum(why.values())
+    return stages
+
+
 def build_funnel(
     records: Iterable[dict[str, Any]],
     *,
@@ -154,60 +173,35 @@ def build_funnel(
 ) -> Funnel:
     """The funnel of a run from its problem records and the balance stage's decision."""
     recs = list(records)
-    stages: list[FunnelStage] = []
     n = len(recs)
-    stages.append(_stage("input", "problems", n, Counter()))
     no_answer = Counter(r["reason"] for r in recs if r.get("stage") == "answer")
-    stages.append(_stage("answer", "problems", n, no_answer))
     solved = Counter(r["reason"] for r in recs if r.get("stage") == "difficulty")
-    entered = n - sum(no_answer.values())
-    stages.append(_stage("difficulty", "problems", entered, solved))
+    stages = [
+        _stage("input", "problems", n, Counter()),
+        _stage("answer", "problems", n, no_answer),
+        _stage("difficulty", "problems", n - sum(no_answer.values()), solved),
+    ]
     generated = [r for r in recs if r.get("stage") not in ("answer", "difficulty")]
     attempts = [a for r in generated for a in r.get("attempts", [])]
     events: Counter[str] = Counter()
     for a in attempts:
         events.update(a.get("events", {}))
-    left = len(attempts)
-    abandoned = Counter(a["reason"] for a in attempts if a["outcome"] == "abandoned")
-    stages.append(_stage("attempts", "samples", left, abandoned))
-    left -= sum(abandoned.values())
-    for name in SAMPLE_STAGES:
-        why = Counter(
-            a["reason"] for a in attempts if a["outcome"] == "rejected" and a["stage"] == name
-        )
-        label = "answer_correct" if name == "answer" else name
-        stages.append(_stage(label, "samples", left, why))
-        left -= sum(why.values())
+    stages += _sample_stages(attempts)
+    left = stages[-1].kept
     with_sample = [r for r in generated if r.get("status") == "kept"]
-    stages.append(
-        _stage(
-            "one_per_problem",
-            "samples",
-            left,
-            Counter({"extra_sample": left - len(with_sample)})
-            if left > len(with_sample)
-            else Counter(),
-        )
-    )
-    stages.append(
+    out_ones = [r for r in with_sample if r["problem_id"] in balanced_out]
+    stages += [
+        _stage("one_per_problem", "samples", left, _count("extra_sample", left - len(with_sample))),
         _stage(
             "generation",
             "problems",
             len(generated),
-            Counter({"no_accepted_attempt": len(generated) - len(with_sample)})
-            if len(generated) > len(with_sample)
-            else Counter(),
-        )
-    )
-    out_ones = [r for r in with_sample if r["problem_id"] in balanced_out]
-    stages.append(
+            _count("no_accepted_attempt", len(generated) - len(with_sample)),
+        ),
         _stage(
-            "balance",
-            "samples",
-            len(with_sample),
-            Counter({"one_call_downsampled": len(out_ones)}) if out_ones else Counter(),
-        )
-    )
+            "balance", "samples", len(with_sample), _count("one_call_downsampled", len(out_ones))
+        ),
+    ]
     final = [r for r in with_sample if r["problem_id"] in kept]
     stages.append(_stage("output", "samples", len(final), Counter()))
     return Funnel(

@@ -111,7 +111,8 @@ def cot_accuracy(
             temperature=cfg.temperature,
             top_p=cfg.top_p,
             max_response_tokens=cfg.cot_max_tokens,
-            rollout={"system_prompt": cfg.system_prompt} if cfg.system_prompt else {},
+            rollout={"batch_size": cfg.cot_batch_size}
+            | ({"system_prompt": cfg.system_prompt} if cfg.system_prompt else {}),
             out=results,
             progress=cfg.progress,
         ),
