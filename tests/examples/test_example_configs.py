@@ -1,0 +1,29 @@
+"""Each config file in examples/configs loads through its pydantic config (nested parts included)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from thor.algos.loop import TrainConfig
+from thor.algos.sft import SFTConfig
+from thor.cli.train import check_train_config
+from thor.config import load_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "examples" / "configs"
+KINDS = {"train.yaml": TrainConfig, "sft.yaml": SFTConfig}
+
+
+def test_every_example_config_has_a_loader() -> None:
+    assert sorted(p.name for p in CONFIGS.glob("*.yaml")) == sorted(KINDS)
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_example_config_loads(name: str) -> None:
+    cfg = load_config(KINDS[name], CONFIGS / name)
+    if isinstance(cfg, TrainConfig):
+        check_train_config(cfg)  # rollout and algorithm_config are validated too
+        assert cfg.algorithm == "thor" and cfg.rollout_config(True).agent == "tir"
+    else:
+        assert cfg.lr == 2e-6 and cfg.data.name == "sft.jsonl"
