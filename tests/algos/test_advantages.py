@@ -24,7 +24,7 @@ def _per_group(x: torch.Tensor, g: int) -> torch.Tensor:
     return x.view(-1, g)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(grouped_rewards(), st.sampled_from(["std", "none"]))
 def test_group_mean_is_zero_and_finite(data: tuple[torch.Tensor, int], scale: str) -> None:
     r, g = data
@@ -36,7 +36,7 @@ def test_group_mean_is_zero_and_finite(data: tuple[torch.Tensor, int], scale: st
     )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(grouped_rewards(), st.sampled_from(["std", "none"]), st.floats(-50, 50, allow_nan=False))
 def test_invariant_to_a_constant_added_to_a_group(
     data: tuple[torch.Tensor, int], scale: str, c: float
@@ -52,7 +52,7 @@ def test_invariant_to_a_constant_added_to_a_group(
     )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(grouped_rewards(min_group=2), st.floats(0.1, 100.0))
 def test_std_scale_is_scale_invariant(data: tuple[torch.Tensor, int], k: float) -> None:
     r, g = data
@@ -103,7 +103,7 @@ def test_integer_rewards_are_accepted() -> None:
     torch.testing.assert_close(a, torch.tensor([0.5, -0.5]))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(grouped_rewards(min_group=2))
 def test_rloo_matches_its_definition(data: tuple[torch.Tensor, int]) -> None:
     r, g = data
