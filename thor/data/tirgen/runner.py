@@ -111,7 +111,7 @@ def cot_accuracy(
             temperature=cfg.temperature,
             top_p=cfg.top_p,
             max_response_tokens=cfg.cot_max_tokens,
-            rollout={"batch_size": cfg.cot_batch_size}
+            rollout={"batch_size": cfg.cot_batch_size, "cohorts": 1}
             | ({"system_prompt": cfg.system_prompt} if cfg.system_prompt else {}),
             out=results,
             progress=cfg.progress,
@@ -204,8 +204,8 @@ def run_tirgen(
     store.check_manifest(cfg.manifest())
     store.open(cfg.manifest())
     invocation, t0 = uuid.uuid4().hex[:8], time.perf_counter()
-    own_actor = actor is None
-    names = {"actor": cfg.actor, "critic": cfg.critic}
+    own_actor, own_critic = actor is None, critic is None
+    names = _names(cfg, actor, critic)
     try:
 
         def write(record: dict[str, Any]) -> None:
@@ -221,16 +221,28 @@ def run_tirgen(
         if todo:
             actor = actor or build_policy(cfg.backend, cfg.actor, cfg.backend_options)
             critic = critic or build_critic(cfg, actor)
-            names = {"actor": getattr(actor, "name", cfg.actor), "critic": critic.name}
             todo = _difficulty(todo, actor, cfg, write)
             _generate(
                 todo, actor, critic, cfg, sandbox, verifier, write, names, total=len(problems)
             )
     finally:
         store.close()
+        critic_policy = getattr(critic, "policy", None) if own_critic else None
+        if critic_policy is not None and critic_policy is not actor:
+            critic_policy.close()
         if own_actor and actor is not None:
             actor.close()
     return finalize(out, cfg, names=names, current=(invocation, time.perf_counter() - t0))
+
+
+def _names(cfg: TirgenConfig, actor: Policy | None, critic: Critic | None) -> dict[str, str]:
+    """Display names: the objects' own when given, else from the config (stable across resumes)."""
+    actor_name = str(getattr(actor, "name", cfg.actor)) if actor is not None else cfg.actor
+    if critic is not None:
+        critic_name = critic.name
+    else:
+        critic_name = "rule" if cfg.critic == "rule" else f"llm:{cfg.critic}"
+    return {"actor": actor_name, "critic": critic_name}
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:
@@ -358,7 +370,7 @@ def finalize(
     }
     kept, dropped = balance_by_calls(with_sample, cfg.max_one_call_fraction, seed=cfg.seed)
     write_jsonl_atomic((r["row"] for r in records if r["problem_id"] in kept), out / "sft.jsonl")
-    names = names or {"actor": cfg.actor, "critic": cfg.critic}
+    names = names or _names(cfg, None, None)
     funnel = build_funnel(
         records,
         kept=kept,
