@@ -277,7 +277,9 @@ class LLMCritic:
     Args:
         policy: the model that rewrites steps.
         temperature: sampling temperature (0: greedy).
-        max_tokens: cap on the rewrite's length (it is also capped at twice the step plus 256).
+        max_tokens: cap on the rewrite's length.
+        extra_tokens: the rewrite may be this many tokens longer than the longest step of the
+            batch (room for the code blocks; a critic that rambles stops there).
         system_prompt: the instructions (default :data:`CRITIC_SYSTEM`).
         examples: worked (step, rewrite) pairs shown first (default :data:`CRITIC_EXAMPLES`).
 
@@ -294,6 +296,7 @@ class LLMCritic:
         *,
         temperature: float = 0.0,
         max_tokens: int = 1024,
+        extra_tokens: int = 192,
         system_prompt: str = CRITIC_SYSTEM,
         examples: Sequence[tuple[str, str]] = CRITIC_EXAMPLES,
         seed: int = 0,
@@ -301,6 +304,7 @@ class LLMCritic:
         self.policy = policy
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.extra_tokens = extra_tokens
         self.system_prompt = system_prompt
         self.examples = list(examples)
         self.seed = seed
@@ -324,7 +328,7 @@ class LLMCritic:
             return []
         longest = max(len(self.policy.encode(s)) for s in steps)
         params = SamplingParams(
-            max_tokens=max(16, min(self.max_tokens, 2 * longest + 256)),
+            max_tokens=max(16, min(self.max_tokens, longest + self.extra_tokens)),
             temperature=self.temperature,
             seed=self.seed,
             stop=["</rewrite>"],
