@@ -94,8 +94,8 @@ class TrainConfig(ThorConfig):
         default_factory=dict, description="RolloutConfig fields for training rollouts"
     )
     optim: OptimConfig = Field(default_factory=OptimConfig)
-    precision: Literal["fp32", "bf16"] = Field(
-        "bf16", description="bf16 autocast over fp32 master weights"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16 autocast over fp32 master weights; auto = bf16 where it is native"
     )
     gradient_checkpointing: bool = False
     lora: LoraSettings | None = None
@@ -333,9 +333,14 @@ class Trainer:
         return weight
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.config.precision != "bf16":
-            return contextlib.nullcontext()
+        from thor.hardware import bf16_is_fast
+
         device = next(self.model.parameters()).device.type
+        use = self.config.precision == "bf16" or (
+            self.config.precision == "auto" and bf16_is_fast(device)
+        )
+        if not use:
+            return contextlib.nullcontext()
         return torch.autocast(device_type=device, dtype=torch.bfloat16)
 
     # -- checkpoints --------------------------------------------------------------------------

@@ -81,7 +81,9 @@ class SFTConfig(ThorConfig):
     )
     weight_decay: float = Field(0.0, ge=0.0)
     grad_clip: float = Field(1.0, gt=0.0)
-    bf16: bool = Field(True, description="bf16 autocast over fp32 master weights")
+    bf16: bool | None = Field(
+        None, description="bf16 autocast over fp32 master weights; None = where bf16 is native"
+    )
     gradient_checkpointing: bool = False
     mask_mode: Literal["segments", "offsets"] = "segments"
     limit: int | None = Field(None, ge=1, description="Use the first N rows only")
@@ -302,7 +304,7 @@ def _trl_args(config: SFTConfig, n_rows: int) -> dict[str, Any]:
         "max_length": config.max_length,
         "weight_decay": config.weight_decay,
         "max_grad_norm": config.grad_clip,
-        "bf16": config.bf16,
+        "bf16": _use_bf16(config),
         # TRL turns checkpointing on by default; thor's field decides (``activation_checkpointing``
         # is the name transformers 5 gives ``gradient_checkpointing``)
         "activation_checkpointing": config.gradient_checkpointing,
@@ -333,3 +335,14 @@ def _metrics_callback(path: Path) -> Any:
                 metrics.log(int(state.global_step), row)
 
     return _ToJsonl()
+
+
+def _use_bf16(config: SFTConfig) -> bool:
+    """bf16 when asked, or (by default) where the hardware runs it natively."""
+    if config.bf16 is not None:
+        return config.bf16
+    import torch
+
+    from thor.hardware import bf16_is_fast
+
+    return bf16_is_fast("cuda" if torch.cuda.is_available() else "cpu")
