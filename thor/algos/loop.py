@@ -243,9 +243,14 @@ class Trainer:
         mb = cfg.optim.micro_batch_size
         with torch.no_grad(), self._autocast():
             self.model.eval()
-            old = token_logprobs(
-                self.model, batch.input_ids, batch.attention_mask, temperature=temp, chunk=mb
-            )
+            # On-policy (one optimizer step per batch) the old policy is the current one: its
+            # log-probs are the training forward's own, detached (ratio 1), so the extra forward
+            # pass is skipped, as TRL does. Several mini-batches need them computed up front.
+            old = None
+            if cfg.optim.mini_batches > 1:
+                old = token_logprobs(
+                    self.model, batch.input_ids, batch.attention_mask, temperature=temp, chunk=mb
+                )
             ref = None
             if self.ref_model is not None:
                 ref = token_logprobs(
@@ -262,7 +267,10 @@ class Trainer:
         for rows in parts:
             if rows:
                 self._mini_batch(
-                    batch.select(rows), old[rows], None if ref is None else ref[rows], sums
+                    batch.select(rows),
+                    None if old is None else old[rows],
+                    None if ref is None else ref[rows],
+                    sums,
                 )
         self.model.eval()
         out = {k: v / len(parts) for k, v in sums.items()}
@@ -271,9 +279,16 @@ class Trainer:
         return out
 
     def _mini_batch(
-        self, mini: Batch, old: torch.Tensor, ref: torch.Tensor | None, sums: dict[str, float]
+        self,
+        mini: Batch,
+        old: torch.Tensor | None,
+        ref: torch.Tensor | None,
+        sums: dict[str, float],
     ) -> None:
-        """Gradient accumulation over micro-batches, one optimizer step, token-mean over ``mini``."""
+        """Gradient accumulation over micro-batches, one optimizer step, token-mean over ``mini``.
+
+        ``old``: the old policy's log-probs; ``None`` means the current policy (on-policy).
+        """
         loss_fn = self.algorithm.loss
         mb, temp = self.config.optim.micro_batch_size, self.rollout_config.temperature or 1.0
         den = max(1, mini.num_loss_tokens)
@@ -287,8 +302,9 @@ class Trainer:
                     self.model, micro.input_ids, micro.attention_mask, temperature=temp
                 )
             r = None if ref is None else ref[rows]
+            old_mb = logp.detach() if old is None else old[rows]
             out = loss_fn(
-                logp, old[rows], micro.advantages, micro.loss_mask, r, weight[rows], denominator=den
+                logp, old_mb, micro.advantages, micro.loss_mask, r, weight[rows], denominator=den
             )
             out.loss.backward()
             share = micro.num_loss_tokens / den
@@ -300,7 +316,7 @@ class Trainer:
                     with torch.no_grad():
                         o = loss_fn(
                             logp.detach()[sel],
-                            old[rows][sel],
+                            old_mb[sel],
                             micro.advantages[sel],
                             micro.loss_mask[sel],
                         )
