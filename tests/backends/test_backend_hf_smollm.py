@@ -83,12 +83,15 @@ def test_the_model_stops_right_after_it_closes_a_python_block(smol: HFPolicy) ->
     assert c.text.rstrip().endswith("```") and "```python" in c.text
 
 
-def test_bf16_default_loads_and_generates() -> None:
-    policy = HFPolicy(model="embedded")
-    assert str(policy.model.dtype) == "torch.bfloat16"
-    [c] = policy.generate(
-        [chat(policy, QUESTIONS[2])], SamplingParams(max_tokens=16, temperature=0)
-    )
+def test_default_dtype_follows_the_hardware_and_bf16_generates() -> None:
+    from thor.hardware import bf16_is_fast
+
+    default = HFPolicy(model="embedded")
+    expected = "torch.bfloat16" if bf16_is_fast("cpu") else "torch.float32"
+    assert str(default.model.dtype) == expected
+    bf16 = HFPolicy(model="embedded", dtype="bfloat16")
+    assert str(bf16.model.dtype) == "torch.bfloat16"
+    [c] = bf16.generate([chat(bf16, QUESTIONS[2])], SamplingParams(max_tokens=16, temperature=0))
     assert c.text and c.logprobs and len(c.logprobs) == len(c.token_ids)
 
 
