@@ -116,5 +116,6 @@ def main(
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(1)  # a tiny model: more threads only contend
     for row in main(*sys.argv[1:2]):
         print(f"step {row['step']}: reward {row['reward']:.3f}  loss {row.get('loss', 0.0):.4f}")

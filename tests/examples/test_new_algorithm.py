@@ -6,6 +6,7 @@ import importlib.util
 import itertools
 import statistics
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -51,7 +52,19 @@ def test_advantages_are_normalised_over_the_whole_batch(example: ModuleType) -> 
         assert sum(adv[3 * g : 3 * g + 3]) == pytest.approx(0.0, abs=1e-5)
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one torch thread (more threads only contend)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.timeout(300)
+@pytest.mark.usefixtures("one_thread")
 def test_the_example_trains_the_tiny_model(example: ModuleType, tmp_path: Path) -> None:
     rows = example.main(tmp_path / "run", steps=2)
     assert [r["step"] for r in rows] == [1, 2]
