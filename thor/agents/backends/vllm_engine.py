@@ -211,7 +211,7 @@ class VLLMPolicy:
         ]
         sampling = [self._sampling(params, seeds[i], len(ids[i])) for i in rows]
         outputs = self.llm.generate(requests, sampling, use_tqdm=False) if rows else []
-        results: list[Completion] = [make_completion([], self.decode, "length", [])] * len(ids)
+        results = [make_completion([], self.decode, "length", []) for _ in ids]
         for i, out in zip(rows, outputs, strict=True):
             results[i] = self._completion(out.outputs[0], params)
         return results
