@@ -41,6 +41,10 @@ record such failures instead of raising :class:`~thor.errors.SandboxError`).
 """
 
 
+FinishReason = Literal["eos", "stop", "code_close", "length"]
+"""Why a policy stopped: its end token (``eos``), a stop string, a closed code block, or max tokens."""
+
+
 class _Data(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -99,6 +103,9 @@ class Turn(_Data):
     result: ExecResult | None = None
     observation: str = Field("", description="Text the environment appended after this step")
     observation_token_ids: list[int] | None = None
+    finish_reason: FinishReason | None = Field(
+        None, description="Why the policy stopped this turn (eos: the end token, not in token_ids)"
+    )
 
     @property
     def failed_call(self) -> bool:
@@ -179,9 +186,6 @@ class Problem(_Data):
     answer: str | None = None
     source: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
-
-
-FinishReason = Literal["eos", "stop", "code_close", "length"]
 
 
 class SamplingParams(_Data):

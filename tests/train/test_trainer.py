@@ -85,3 +85,25 @@ def test_resume_is_exact(tmp_path: Path) -> None:
         assert torch.equal(a, b), n
     rows = (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 4
+
+
+def test_trajectory_samples_train_the_end_token() -> None:
+    from thor.algos.batch import TrainSample
+    from thor.types import Episode, Turn
+
+    ep = Episode(
+        id="e",
+        problem="p",
+        prompt_token_ids=[1, 2],
+        turns=[Turn(text="ok", token_ids=[5, 6], logprobs=[-1.0, -1.0], finish_reason="eos")],
+    )
+    s = TrainSample.from_episode(ep, 1.0, eos_token_id=0)
+    assert (
+        s.response_ids == [5, 6, 0]
+        and s.loss_mask == [1, 1, 1]
+        and s.sampling_logprobs == [-1.0, -1.0, 0.0]
+    )
+    cut = ep.model_copy(
+        update={"turns": [ep.turns[0].model_copy(update={"finish_reason": "length"})]}
+    )
+    assert TrainSample.from_episode(cut, 1.0, eos_token_id=0).response_ids == [5, 6]

@@ -340,13 +340,16 @@ class RolloutEngine:
 
 def _join(prefix: TurnPrefix | None, comp: Any) -> Turn:
     """The turn made of a kept prefix (after a backtrack) and a new completion."""
+    reason = comp.finish_reason
     if prefix is None:
-        return Turn(text=comp.text, token_ids=list(comp.token_ids), logprobs=comp.logprobs)
+        return Turn(
+            text=comp.text,
+            token_ids=list(comp.token_ids),
+            logprobs=comp.logprobs,
+            finish_reason=reason,
+        )
     lps = None
     if prefix.logprobs is not None and comp.logprobs is not None:
         lps = prefix.logprobs + list(comp.logprobs)
-    return Turn(
-        text=prefix.text + comp.text,
-        token_ids=prefix.token_ids + list(comp.token_ids),
-        logprobs=lps,
-    )
+    ids = prefix.token_ids + list(comp.token_ids)
+    return Turn(text=prefix.text + comp.text, token_ids=ids, logprobs=lps, finish_reason=reason)

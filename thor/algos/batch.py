@@ -94,11 +94,20 @@ class TrainSample(BaseModel):
 
     @classmethod
     def from_episode(
-        cls, episode: Episode, advantage: float, *, group_id: str | None = None, weight: float = 1.0
+        cls,
+        episode: Episode,
+        advantage: float,
+        *,
+        group_id: str | None = None,
+        weight: float = 1.0,
+        eos_token_id: int | None = None,
     ) -> TrainSample:
         """A trajectory sample from an episode with token ids (``Episode.token_sequence()``).
 
         Sampling log-probabilities are kept (0.0 at tool-output positions) when every turn has them.
+        With ``eos_token_id``, an episode whose last turn ended on the end token gets that token
+        appended (trained on, sampling logprob 0.0 as a placeholder): backends leave it out of a
+        turn's token ids, and a policy that never trains its stop token does not learn to stop.
 
         Raises:
             ValueError: the episode has no prompt token ids, or a turn lacks token ids.
@@ -112,6 +121,15 @@ class TrainSample(BaseModel):
                 sampling = None
                 break
             sampling += list(t.logprobs) + [0.0] * len(t.observation_token_ids or [])
+        last = episode.turns[-1] if episode.turns else None
+        if (
+            eos_token_id is not None
+            and last is not None
+            and last.finish_reason == "eos"
+            and not last.observation
+        ):
+            ids, mask = [*ids, eos_token_id], [*mask, 1]
+            sampling = None if sampling is None else [*sampling, 0.0]
         return cls(
             prompt_ids=list(episode.prompt_token_ids),
             response_ids=ids,

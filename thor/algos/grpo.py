@@ -106,6 +106,7 @@ class GRPO(Algorithm):
                     zero_spread += 1
         samples: list[TrainSample] = []
         excluded = 0
+        eos = eos_token_id(ctx.policy)
         for gi, group in enumerate(kept[: cfg.prompts_per_step]):
             adv = self.advantages(_rewards(group), g).tolist()
             for ep, a in zip(group, adv, strict=True):
@@ -114,7 +115,11 @@ class GRPO(Algorithm):
                     continue
                 samples.append(
                     TrainSample.from_episode(
-                        ep, a, group_id=f"{ctx.step}:{gi}", weight=cfg.trajectory_weight
+                        ep,
+                        a,
+                        group_id=f"{ctx.step}:{gi}",
+                        weight=cfg.trajectory_weight,
+                        eos_token_id=eos,
                     )
                 )
         metrics = episode_metrics(drawn)
@@ -153,3 +158,12 @@ def episode_metrics(episodes: Sequence[Episode]) -> dict[str, float]:
         "response_tokens": sum(lengths) / n,
         "episodes": float(len(episodes)),
     }
+
+
+def eos_token_id(policy: object) -> int | None:
+    """The end token a trajectory sample gets when its last turn stopped on it."""
+    tok = getattr(policy, "tokenizer", None)
+    if tok is not None and getattr(tok, "eos_token_id", None) is not None:
+        return int(tok.eos_token_id)
+    ids = getattr(policy, "eos_token_ids", None)
+    return min(ids) if ids else None
