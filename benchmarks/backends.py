@@ -50,16 +50,33 @@ class Row:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def load_prompts(policy: Any, n: int) -> list[str]:
+SHORT_QUESTIONS = (
+    "What is the capital of France?",
+    "What color is the sky on a clear day?",
+    "How many legs does a spider have?",
+    "What is the opposite of hot?",
+)
+
+
+def load_prompts(policy: Any, n: int, workload: str = "gsm8k") -> list[str]:
+    """GSM8K problems with a TIR system prompt; ``mixed``: every other one a short question
+    (answered in a few tokens), so rows finish at very different lengths, as episodes do."""
     from thor.data.loaders import load_problems
 
     problems = load_problems("gsm8k")[:n]
-    return [
-        policy.apply_chat_template(
-            [{"role": "system", "content": SYSTEM}, {"role": "user", "content": p.problem}]
-        )
-        for p in problems
-    ]
+    out = []
+    for i, p in enumerate(problems):
+        if workload == "mixed" and i % 2:
+            messages = [
+                {"role": "user", "content": SHORT_QUESTIONS[(i // 2) % len(SHORT_QUESTIONS)]}
+            ]
+        else:
+            messages = [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": p.problem},
+            ]
+        out.append(policy.apply_chat_template(messages))
+    return out
 
 
 def timed(fn: Callable[[], list[Completion]]) -> tuple[list[Completion], float]:
@@ -130,7 +147,7 @@ def bench_hf(
     from thor.agents.backends.hf import HFPolicy
 
     policy = HFPolicy(model=args.model, dtype=dtype)
-    prompts = load_prompts(policy, args.prompts)
+    prompts = load_prompts(policy, args.prompts, args.workload)
     params = SamplingParams(max_tokens=args.max_tokens, temperature=0.0, stop_at_code_close=True)
     policy.generate(prompts[:1], SamplingParams(max_tokens=2, temperature=0.0))  # warm-up
     jobs: list[tuple[str, int, Callable[[], list[Completion]]]] = [
@@ -205,7 +222,7 @@ def bench_vllm(
     t0 = time.perf_counter()
     policy = VLLMPolicy(model=args.model, dtype=dtype, enforce_eager=not args.vllm_compile)
     print(f"  vllm engine start: {time.perf_counter() - t0:.1f} s", flush=True)
-    prompts = load_prompts(policy, args.prompts)
+    prompts = load_prompts(policy, args.prompts, args.workload)
     params = SamplingParams(max_tokens=args.max_tokens, temperature=0.0, stop_at_code_close=True)
     policy.generate(prompts[:1], SamplingParams(max_tokens=2, temperature=0.0))
     jobs: list[tuple[str, int, Callable[[], list[Completion]]]] = [
@@ -262,6 +279,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--prompts", type=int, default=8, help="GSM8K problems (= the batch size)")
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument(
+        "--workload",
+        choices=["gsm8k", "mixed"],
+        default="gsm8k",
+        help="mixed: every other prompt is a short question, so rows finish at different lengths",
+    )
     ap.add_argument("--dtypes", default="bfloat16", help="comma-separated: bfloat16,float32")
     ap.add_argument("--skip-generate", action="store_true", help="skip model.generate rows")
     ap.add_argument("--skip-openai", action="store_true", help="skip the HTTP rows")
