@@ -147,9 +147,12 @@ def test_balance_down_samples_the_one_call_bucket() -> None:
     assert len(kept2) == len(kept)
 
 
-def test_balance_with_only_one_call_samples_drops_them() -> None:
+def test_balance_with_only_one_call_samples_keeps_them(caplog: pytest.LogCaptureFixture) -> None:
+    # nothing to balance against: emptying the output would help no one
     kept, dropped = balance_by_calls({"a": 1, "b": 1}, 0.5)
-    assert kept == set() and dropped == {"a", "b"}
+    assert kept == {"a", "b"} and dropped == set()
+    assert "all 2 samples have one call" in caplog.text
+    assert balance_by_calls({"a": 1, "b": 1, "c": 2}, 0.5)[0] >= {"c"}
 
 
 # -- all per-sample stages in order ------------------------------------------------------------

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 from thor.data.synthetic import render_solution
+from thor.data.synthetic.actor import _position
 from thor.data.tirgen.critic import CriticResult
 from thor.data.tirgen.text import Part
 from thor.types import Completion, Problem, SamplingParams
@@ -96,21 +97,6 @@ class SolutionActor:
         text = solution[pos : pos + max_tokens]
         reason = "length" if pos + max_tokens < len(solution) else "eos"
         return Completion(text=text, token_ids=self.encode(text), finish_reason=reason)
-
-
-def _position(solution: str, written: str) -> int:
-    """Where ``written`` (the solution so far, whitespace possibly changed) ends in ``solution``."""
-    need = sum(not c.isspace() for c in written)
-    pos = 0
-    while need and pos < len(solution):
-        if not solution[pos].isspace():
-            need -= 1
-        pos += 1
-    trailing = len(written) - len(written.rstrip())
-    while trailing and pos < len(solution) and solution[pos].isspace():
-        pos += 1
-        trailing -= 1
-    return pos
 
 
 class ScriptedCriticPolicy:

@@ -34,6 +34,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from thor.agents.backtrack import tokens_before_offset
 from thor.algos.batch import TrainSample
 from thor.envs.protocol import find_code_blocks
 from thor.types import Episode, ExecResult, Turn, failed
@@ -165,20 +166,6 @@ def _clean(tokenizer: _Decoder, ids: Sequence[int], k: int, text: str, limit: in
     return len(d) <= limit and text.startswith(d)
 
 
-def _boundary(tokenizer: _Decoder, ids: Sequence[int], text: str, offset: int) -> int:
-    """The largest ``k`` whose decoded prefix ``ids[:k]`` is a clean prefix of ``text[:offset]``."""
-    lo, hi = 0, len(ids)
-    while lo < hi:  # binary search on the decoded length (monotone up to split characters)
-        mid = (lo + hi + 1) // 2
-        if len(_decode(tokenizer, ids[:mid])) <= offset:
-            lo = mid
-        else:
-            hi = mid - 1
-    while lo > 0 and not _clean(tokenizer, ids, lo, text, offset):
-        lo -= 1
-    return lo
-
-
 def cut_before_fence(
     turn: Turn, *, suffix_tokens: int, tokenizer: _Decoder
 ) -> tuple[int, int, str] | None:
@@ -203,7 +190,7 @@ def cut_before_fence(
     if not blocks:
         return None
     offset = blocks[-1].start
-    fence = _boundary(tokenizer, ids, text, offset)
+    fence = tokens_before_offset(ids, text, offset, lambda k: _decode(tokenizer, k))
     cut = max(fence - suffix_tokens, 0)
     while cut > 0 and not _clean(tokenizer, ids, cut, text, offset):
         cut -= 1

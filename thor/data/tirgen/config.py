@@ -68,6 +68,11 @@ class TirgenConfig(ThorConfig):
     preset: Literal["paper", "cpu"] | None = None
     # actor
     step_tokens: int | None = Field(None, ge=8, description="Tokens per actor step (L_step)")
+    min_critic_tokens: int | None = Field(
+        None,
+        ge=0,
+        description="Shorter steps are kept as written, not sent to the critic (None: step_tokens / 2)",
+    )
     attempts: int | None = Field(None, ge=1, description="Tries per problem")
     max_response_tokens: int | None = Field(
         None, ge=16, description="Actor tokens per attempt; an actor that never stops is abandoned"

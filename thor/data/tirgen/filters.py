@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import logging
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
@@ -28,6 +29,8 @@ from thor.rewards.repetition import has_repetition
 
 if TYPE_CHECKING:
     from thor.rewards.verifier import Verifier
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SAMPLE_STAGES",
@@ -240,6 +243,9 @@ def balance_by_calls(
 ) -> tuple[set[str], set[str]]:
     """Down-sample the 1-call bucket to at most ``max_one_call_fraction`` of the output.
 
+    Balancing needs something to balance against: when no sample has more than one call, the
+    1-call bucket is the whole output and is kept (a warning says so) rather than emptied.
+
     Args:
         calls: number of code calls of each sample, by id.
         max_one_call_fraction: the largest share of 1-call samples kept (1.0 keeps all).
@@ -252,9 +258,18 @@ def balance_by_calls(
         >>> kept, dropped = balance_by_calls({"a": 1, "b": 1, "c": 1, "d": 2}, 0.5)
         >>> len(kept), len(dropped)
         (2, 2)
+        >>> balance_by_calls({"a": 1, "b": 1}, 0.5)[0] == {"a", "b"}
+        True
     """
     ones = sorted((k for k, n in calls.items() if n == 1), key=lambda k: _rank(k, seed))
     many = [k for k, n in calls.items() if n != 1]
+    if ones and not many and max_one_call_fraction < 1.0:
+        log.warning(
+            "balance by calls: all %d samples have one call; keeping them (down-sampling would "
+            "leave nothing)",
+            len(ones),
+        )
+        return set(ones), set()
     if max_one_call_fraction >= 1.0:
         cap = len(ones)
     else:

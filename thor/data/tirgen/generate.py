@@ -2,8 +2,8 @@
 
 Each round, every problem in flight asks the actor for its next step (one ``generate`` call for
 all of them, at most ``step_tokens`` tokens each). A step that stopped at the token limit is cut
-back to its last newline (the rest is regenerated next round). A step of at least half of
-``step_tokens`` tokens goes to the critic (one ``rewrite_batch`` call for all such steps, when the
+back to its last newline (the rest is regenerated next round). A step of at least
+``min_critic_tokens`` (default: half of ``step_tokens``) tokens goes to the critic (one ``rewrite_batch`` call for all such steps, when the
 critic has one); shorter steps, and steps in which the actor wrote a code fence itself, are kept
 as they are. Each block of a rewrite runs in the attempt's own sandbox session (persistent across
 its blocks); the real output replaces whatever the critic predicted; a failing block abandons the
@@ -243,7 +243,7 @@ class TirGenerator:
             slot.events["steps"] += 1
             if "```" in slot.window:
                 slot.events["steps_actor_fence"] += 1
-            elif n_tokens * 2 < (cfg.step_tokens or 512) or not slot.window.strip():
+            elif n_tokens < _min_critic_tokens(cfg) or not slot.window.strip():
                 slot.events["steps_short"] += 1
             else:
                 to_critic.append(slot)
@@ -387,3 +387,10 @@ class TirGenerator:
 
             self._sandbox = shared_sandbox(self.config.sandbox, self.config.sandbox_config)
         return self._sandbox
+
+
+def _min_critic_tokens(cfg: TirgenConfig) -> float:
+    """Steps shorter than this are kept as written (the paper: half of ``L_step``)."""
+    if cfg.min_critic_tokens is not None:
+        return cfg.min_critic_tokens
+    return (cfg.step_tokens or 512) / 2
