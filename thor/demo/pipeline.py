@@ -29,40 +29,57 @@ from pydantic import BaseModel, Field
 from thor.config import ThorConfig
 from thor.demo.report import StageResult, markdown_table, rich_table
 
-__all__ = ["DEVIATIONS", "PRESETS", "DemoConfig", "DemoResult", "run_demo"]
+__all__ = ["DEMO_TIR_SYSTEM", "DEVIATIONS", "PRESETS", "DemoConfig", "DemoResult", "run_demo"]
 
 log = logging.getLogger(__name__)
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # About 15 minutes on 2 CPU cores.
+    # About 15 minutes on 2 CPU cores (a 135M model trains at ~60 tokens/s there).
     "quick": {
-        "eval_problems": 40,
-        "tirgen_problems": 96,
-        "rl_steps": 6,
+        "eval_problems": 24,
+        "tirgen_problems": 64,
+        "rl_steps": 3,
         "group_size": 4,
-        "prompts_per_step": 4,
+        "prompts_per_step": 2,
         "step_group_size": 4,
-        "sft_epochs": 3.0,
+        "sft_epochs": 1.0,
+        "sft_lr": 2e-4,
+        "max_response_tokens": 160,
     },
-    # About an hour on 2 CPU cores; >= 300 held-out problems so the intervals mean something.
+    # >= 300 held-out problems so the intervals mean something.
     "long": {
         "eval_problems": 300,
         "tirgen_problems": 320,
-        "rl_steps": 24,
+        "rl_steps": 16,
         "group_size": 8,
         "prompts_per_step": 4,
         "step_group_size": 8,
         "sft_epochs": 3.0,
+        "sft_lr": 1e-4,
+        "max_response_tokens": 256,
     },
 }
+
+# A short tool-use instruction: every token of the prompt is paid for in every SFT row, rollout and
+# evaluation, and thor's TIR prompt (THOR-SPEC) is 75 tokens of SmolLM2's tokenizer.
+DEMO_TIR_SYSTEM = (
+    "Solve the problem. To compute, write a ```python block that prints the result; "
+    "then give the final answer in \\boxed{}."
+)
 
 DEVIATIONS = [
     "model: SmolLM2-135M-Instruct (the paper: Qwen2.5-Math-1.5B/7B, Qwen3-8B)",
     "problems: seeded synthetic arithmetic (the paper: MATH, AIME...), so a 135M model can show the effect",
-    "TIRGen: the model is its own actor and a rule-based critic writes the code (the paper: Qwen3-32B critic);"
-    " the difficulty filter is off in the quick preset",
-    "SFT: several epochs at lr 1e-4 on a few dozen samples (the paper: 1 epoch, lr 2e-6, batch 256)",
-    "RL: a few steps, group size 4-8, lr 1e-5, 256-token responses (the paper: G=16, lr 1e-6, 4,096 tokens)",
+    "TIRGen actor: the synthetic problems' reference chain of thought in the model's tokens"
+    " (thor.data.synthetic.actor.ReferenceActor), not the model itself: SmolLM2-135M as its own actor"
+    " got 0 of 7 problems through TIRGen (no \\boxed answer or no codable step; 2026-11-27)",
+    "TIRGen critic: rule-based (the paper: Qwen3-32B); no difficulty filter (base CoT solves ~none);"
+    " no code-quality filter (arithmetic needs one-line prints, which the paper's rule rejects)",
+    "SFT: 1-3 epochs at lr 1e-4 to 2e-4 on a few dozen to a few hundred samples, batch 8"
+    " (the paper: 1 epoch, lr 2e-6, batch 256)",
+    "RL: a few steps, group size 4-8, lr 1e-5, 160-256-token responses (the paper: G=16, lr 1e-6, 4,096 tokens)",
+    "prompt: a 30-token tool-use instruction for the tir/thor agents and the SFT data (thor's TIR"
+    " prompt is 75 tokens), since prompt tokens dominate CPU time here",
     "evaluation: one sample per problem (Avg@1) at T=0.6 on held-out synthetic problems (the paper: Avg@4)",
 ]
 
@@ -82,9 +99,10 @@ class DemoConfig(ThorConfig):
     prompts_per_step: int | None = Field(None, ge=1)
     step_group_size: int | None = Field(None, ge=2)
     sft_epochs: float | None = Field(None, gt=0)
-    sft_lr: float = Field(1e-4, gt=0)
+    sft_lr: float | None = Field(None, gt=0)
     rl_lr: float = Field(1e-5, gt=0)
-    max_response_tokens: int = Field(256, ge=32)
+    max_response_tokens: int | None = Field(None, ge=32)
+    system_prompt: str = DEMO_TIR_SYSTEM
     temperature: float = Field(0.6, ge=0.0)
     progress: bool = True
 
@@ -161,10 +179,14 @@ class _Stages:
             model=model,
             seed=c.seed,
             temperature=c.temperature,
-            max_response_tokens=c.max_response_tokens,
+            max_response_tokens=c.get("max_response_tokens"),
             out=d / "results.jsonl",
             progress=c.progress,
-            rollout={"batch_size": 32, "cohorts": 2},
+            rollout={
+                "batch_size": 32,
+                "cohorts": 2,
+                "system_prompt": None if agent == "cot" else c.system_prompt,
+            },
         )
         s = evaluate(cfg)
         store = ResultsFile(d / "results.jsonl")
@@ -182,23 +204,37 @@ class _Stages:
         }
 
     def tirgen(self, d: Path, *, train: str) -> dict[str, Any]:
+        from thor.agents.backends.hf import load_hf_tokenizer
+        from thor.data import load_problems
+        from thor.data.synthetic.actor import ReferenceActor
         from thor.data.tirgen import TirgenConfig, run_tirgen
 
         c = self.cfg
+        n = c.get("tirgen_problems")
+        actor = ReferenceActor(load_problems(train, limit=n), load_hf_tokenizer(c.model))
         funnel = run_tirgen(
             TirgenConfig(
                 problems=train,
-                limit=c.get("tirgen_problems"),
+                limit=n,
                 out=d,
-                actor=c.model,
+                actor="reference",
                 critic="rule",
                 preset="cpu",
-                max_response_tokens=c.max_response_tokens,
-                difficulty=c.preset == "long",
+                # the reference solutions are short lines (<= 50 tokens): a step is one to four
+                # of them, and every step goes to the critic
+                step_tokens=64,
+                min_critic_tokens=8,
+                # arithmetic needs one-line prints, which the paper's rule calls low quality
+                low_quality_fraction=1.0,
+                max_response_tokens=c.get("max_response_tokens"),
+                sft_system_prompt=c.system_prompt,
+                # the base model solves ~none of these with CoT (stage 02): nothing to filter
+                difficulty=False,
                 seed=c.seed,
                 progress=c.progress,
                 concurrency=32,
-            )
+            ),
+            actor=actor,
         )
         self.console.print(funnel.table())
         return {
@@ -216,9 +252,9 @@ class _Stages:
                 data=Path(data),
                 model=c.model,
                 epochs=c.get("sft_epochs"),
-                lr=c.sft_lr,
+                lr=c.get("sft_lr"),
                 batch_size=8,
-                max_length=768,
+                max_length=512,
                 out_dir=d,
                 seed=c.seed,
                 progress=c.progress,
@@ -257,7 +293,8 @@ class _Stages:
                 save_every=max(1, c.get("rl_steps")),
                 progress=c.progress,
                 rollout={
-                    "max_response_tokens": c.max_response_tokens,
+                    "max_response_tokens": c.get("max_response_tokens"),
+                    "system_prompt": c.system_prompt,
                     "temperature": 1.0,
                     "batch_size": 32,
                 },
@@ -306,7 +343,10 @@ def run_demo(config: DemoConfig | None = None) -> DemoResult:
     plots = _plots(st.out, [Path(traj["metrics"]).parent, Path(hier["metrics"]).parent])
     md = markdown_table(rows)
     title = f"thor demo ({cfg.preset}): {len(rows[0].correct)} held-out synthetic problems, Avg@1"
-    st.console.print(rich_table(rows, title))
+    from rich.console import Console
+
+    # the table is wider than most terminals: render it whole rather than squeezed
+    Console(width=max(st.console.width, 150)).print(rich_table(rows, title))
     st.console.print(
         "Deviations from the paper (CPU budget):\n" + "\n".join(f"  - {x}" for x in DEVIATIONS)
     )
