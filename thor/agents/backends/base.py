@@ -31,13 +31,15 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from thor.envs.protocol import code_close_end
+from thor.errors import PolicyError
 from thor.types import Completion, FinishReason, SamplingParams
 
 __all__ = [
     "Decode",
+    "HFTokenizerText",
     "IncrementalDecoder",
     "Policy",
     "Prompt",
@@ -240,3 +242,40 @@ def make_completion(
     return Completion(
         text=decode(list(ids)), token_ids=list(ids), logprobs=lp, finish_reason=reason
     )
+
+
+class HFTokenizerText:
+    """``encode`` / ``decode`` / ``apply_chat_template`` over a Hugging Face tokenizer.
+
+    Shared by the backends that hold one (``self.tokenizer``, its Rust ``self._fast`` or ``None``,
+    and ``self.name``): ids are never given special tokens on encode, and decode keeps every
+    character (no special-token skipping, no clean-up of spaces), so ``decode(encode(t)) == t``.
+    """
+
+    tokenizer: Any
+    _fast: Any
+    name: str
+
+    def encode(self, text: str) -> list[int]:
+        if self._fast is not None:
+            return list(self._fast.encode(text, add_special_tokens=False).ids)
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        ids = [int(i) for i in ids]
+        if self._fast is not None:
+            return str(self._fast.decode(ids, skip_special_tokens=False))
+        return str(
+            self.tokenizer.decode(
+                ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
+            )
+        )
+
+    def apply_chat_template(self, messages: list[dict[str, str]]) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise PolicyError(
+                f"{self.name}: the tokenizer has no chat template; build the prompt text yourself"
+            )
+        return str(
+            self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        )

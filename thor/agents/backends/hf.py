@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from thor.agents.backends.base import Prompt, check_prompts, make_completion
+from thor.agents.backends.base import HFTokenizerText, Prompt, check_prompts, make_completion
 from thor.agents.backends.embedded import embedded_model_dir, is_embedded
 from thor.config import ThorConfig
 from thor.errors import PolicyError
@@ -112,7 +112,7 @@ def _pick_device(device: str) -> str:
     return device
 
 
-class HFPolicy:
+class HFPolicy(HFTokenizerText):
     """A :class:`~thor.agents.backends.base.Policy` over a transformers causal LM.
 
     Args:
@@ -209,31 +209,6 @@ class HFPolicy:
         ctx = max_model_len or getattr(model.config, "max_position_embeddings", None) or 4096
         self._dm = DecodeModel(model, int(pad), self.eos_token_ids, self.decode, int(ctx))
         self._closed = False
-
-    # -- text ---------------------------------------------------------------------------------
-    def encode(self, text: str) -> list[int]:
-        if self._fast is not None:
-            return list(self._fast.encode(text, add_special_tokens=False).ids)
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def decode(self, ids: Sequence[int]) -> str:
-        ids = [int(i) for i in ids]
-        if self._fast is not None:
-            return str(self._fast.decode(ids, skip_special_tokens=False))
-        return str(
-            self.tokenizer.decode(
-                ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
-            )
-        )
-
-    def apply_chat_template(self, messages: list[dict[str, str]]) -> str:
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise PolicyError(
-                f"{self.name}: the tokenizer has no chat template; build the prompt text yourself"
-            )
-        return str(
-            self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        )
 
     # -- generation ---------------------------------------------------------------------------
     def generate(

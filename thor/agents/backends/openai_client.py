@@ -46,7 +46,13 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from thor.agents.backends.base import Prompt, apply_stops, check_prompts, make_completion
+from thor.agents.backends.base import (
+    HFTokenizerText,
+    Prompt,
+    apply_stops,
+    check_prompts,
+    make_completion,
+)
 from thor.agents.backends.embedded import is_embedded
 from thor.config import ThorConfig
 from thor.envs.protocol import CODE_STOP_STRINGS
@@ -95,7 +101,7 @@ class _Retryable(Exception):
     """A failure worth retrying (connection refused or reset, timeout, 429, 5xx)."""
 
 
-class OpenAIPolicy:
+class OpenAIPolicy(HFTokenizerText):
     """A :class:`~thor.agents.backends.base.Policy` over an OpenAI-compatible completions server.
 
     Args:
@@ -122,29 +128,6 @@ class OpenAIPolicy:
         self._pool = ThreadPoolExecutor(cfg.concurrency, thread_name_prefix="thor-openai")
         self._closed = False
         self._warned_reencode = False
-
-    # -- text ---------------------------------------------------------------------------------
-    def encode(self, text: str) -> list[int]:
-        if self._fast is not None:
-            return list(self._fast.encode(text, add_special_tokens=False).ids)
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def decode(self, ids: Sequence[int]) -> str:
-        ids = [int(i) for i in ids]
-        if self._fast is not None:
-            return str(self._fast.decode(ids, skip_special_tokens=False))
-        return str(
-            self.tokenizer.decode(
-                ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
-            )
-        )
-
-    def apply_chat_template(self, messages: list[dict[str, str]]) -> str:
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise PolicyError(f"{self.name}: the local tokenizer has no chat template")
-        return str(
-            self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        )
 
     # -- generation ---------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[Completion]:

@@ -37,7 +37,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from thor.agents.backends.base import Prompt, apply_stops, check_prompts, make_completion
+from thor.agents.backends.base import (
+    HFTokenizerText,
+    Prompt,
+    apply_stops,
+    check_prompts,
+    make_completion,
+)
 from thor.agents.backends.embedded import is_embedded
 from thor.config import ThorConfig
 from thor.envs.protocol import CODE_STOP_STRINGS
@@ -90,7 +96,7 @@ def _model_dir(model: str) -> Path:
     )
 
 
-class VLLMPolicy:
+class VLLMPolicy(HFTokenizerText):
     """A :class:`~thor.agents.backends.base.Policy` on vLLM's offline engine.
 
     Args:
@@ -150,29 +156,6 @@ class VLLMPolicy:
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
         self.eos_token_ids = _eos_ids(directory, self.tokenizer)
         self._closed = False
-
-    # -- text ---------------------------------------------------------------------------------
-    def encode(self, text: str) -> list[int]:
-        if self._fast is not None:
-            return list(self._fast.encode(text, add_special_tokens=False).ids)
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def decode(self, ids: Sequence[int]) -> str:
-        ids = [int(i) for i in ids]
-        if self._fast is not None:
-            return str(self._fast.decode(ids, skip_special_tokens=False))
-        return str(
-            self.tokenizer.decode(
-                ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
-            )
-        )
-
-    def apply_chat_template(self, messages: list[dict[str, str]]) -> str:
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise PolicyError(f"{self.name}: the tokenizer has no chat template")
-        return str(
-            self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        )
 
     # -- generation ---------------------------------------------------------------------------
     def generate(
