@@ -22,6 +22,7 @@ from thor.config import ThorConfig
 from thor.data.loaders import load_problems
 from thor.evaluation.metrics import EvalSummary, is_correct, summarize
 from thor.evaluation.store import ResultsFile
+from thor.progress import ProgressBar, wall_time
 from thor.types import Episode, Problem
 
 if TYPE_CHECKING:
@@ -152,9 +153,13 @@ def evaluate(config: EvalConfig, *, policy: Policy | None = None) -> EvalSummary
     try:
         with (
             RolloutEngine(policy, rollout) as engine,
-            _Progress(len(todo) + len(previous), config.progress) as bar,
+            ProgressBar(
+                "eval", len(todo) + len(previous), field="acc", enabled=config.progress
+            ) as bar,
         ):
-            bar.advance_many(previous)
+            correct = [sum(is_correct(ep) for ep in previous), len(previous)]
+            for _ in previous:
+                bar.advance()
 
             def record(ep: Episode) -> None:
                 episodes.append(ep)
@@ -165,7 +170,9 @@ def evaluate(config: EvalConfig, *, policy: Policy | None = None) -> EvalSummary
                         run=invocation,
                         elapsed_s=time.perf_counter() - t0,
                     )
-                bar.advance(ep)
+                correct[0] += is_correct(ep)
+                correct[1] += 1
+                bar.advance(acc=f"{correct[0] / correct[1]:.1%}")
 
             engine.run(todo, seed=config.seed, on_episode=record)
     finally:
@@ -173,62 +180,5 @@ def evaluate(config: EvalConfig, *, policy: Policy | None = None) -> EvalSummary
             store.close()
         if own_policy:
             policy.close()
-    wall = _wall_time(store.records if store else [], invocation, time.perf_counter() - t0)
+    wall = wall_time(store.records if store else [], (invocation, time.perf_counter() - t0))
     return summarize(episodes, wall_s=wall)
-
-
-def _wall_time(records: list[dict[str, Any]], current: str, current_s: float) -> float:
-    """Wall time over every invocation of a resumed run (each one's last ``elapsed_s``)."""
-    per_run: dict[str, float] = {}
-    for r in records:
-        run = str(r.get("run", ""))
-        per_run[run] = max(per_run.get(run, 0.0), float(r.get("elapsed_s", 0.0)))
-    per_run[current] = current_s
-    return sum(per_run.values())
-
-
-class _Progress:
-    """A rich progress bar with live accuracy (quiet when disabled)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled = total, enabled
-        self.correct = self.seen = 0
-        self._progress: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("[bold]eval"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("acc {task.fields[acc]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("eval", total=self.total, acc="-")
-        return self
-
-    def advance_many(self, episodes: list[Episode]) -> None:
-        for ep in episodes:
-            self.advance(ep)
-
-    def advance(self, ep: Episode) -> None:
-        self.seen += 1
-        self.correct += is_correct(ep)
-        if self._progress is not None:
-            self._progress.update(self._task, advance=1, acc=f"{self.correct / self.seen:.1%}")
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()

@@ -42,6 +42,7 @@ from thor.data.tirgen.output import sft_row, sft_system_message
 from thor.data.tirgen.rule_critic import RuleCritic
 from thor.data.tirgen.store import TirgenStore
 from thor.io.jsonl import write_jsonl_atomic
+from thor.progress import ProgressBar, wall_time
 from thor.types import Problem
 
 if TYPE_CHECKING:
@@ -300,6 +301,7 @@ def _generate(
 
         verifier = default_verifier()
     system = sft_system_message(cfg.sft_system_prompt)
+    kept = [0]  # samples kept in this invocation, for the progress bar
 
     def judge(problem: Problem, attempt: AttemptResult) -> tuple[str, str]:
         ran = [e.ok for e in attempt.executions]
@@ -340,11 +342,12 @@ def _generate(
                     calls=best.num_calls,
                 )
             )
-        bar.advance(best is not None)
+        kept[0] += best is not None
+        bar.advance(kept=kept[0])
 
     with (
         TirGenerator(actor, critic, cfg, sandbox=sandbox, judge=judge) as gen,
-        _Progress(len(todo), total, cfg.progress) as bar,
+        ProgressBar("tirgen", len(todo), field="kept", initial=0, enabled=cfg.progress) as bar,
     ):
         gen.run(todo, on_problem)
 
@@ -375,7 +378,7 @@ def finalize(
         records,
         kept=kept,
         balanced_out=dropped,
-        wall_s=_wall_time(records, current),
+        wall_s=wall_time(records, current),
         actor=names["actor"],
         critic=names["critic"],
         out=str(out),
@@ -384,56 +387,3 @@ def finalize(
     tmp.write_text(funnel.model_dump_json(indent=2) + "\n", encoding="utf-8")
     tmp.replace(out / "funnel.json")
     return funnel
-
-
-def _wall_time(records: list[dict[str, Any]], current: tuple[str, float] | None) -> float:
-    """Wall time over every invocation of a resumed run (each one's last ``elapsed_s``)."""
-    per_run: dict[str, float] = {}
-    for r in records:
-        run = str(r.get("run", ""))
-        per_run[run] = max(per_run.get(run, 0.0), float(r.get("elapsed_s", 0.0)))
-    if current is not None:
-        per_run[current[0]] = max(per_run.get(current[0], 0.0), current[1])
-    return sum(per_run.values())
-
-
-class _Progress:
-    """A rich progress bar: problems done, samples kept (quiet when disabled)."""
-
-    def __init__(self, todo: int, total: int, enabled: bool) -> None:
-        self.todo, self.total, self.enabled = todo, total, enabled
-        self.kept = 0
-        self._progress: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("[bold]tirgen"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("kept {task.fields[kept]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("tirgen", total=self.todo, kept=0)
-        return self
-
-    def advance(self, kept: bool) -> None:
-        self.kept += kept
-        if self._progress is not None:
-            self._progress.update(self._task, advance=1, kept=self.kept)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
