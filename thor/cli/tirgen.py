@@ -37,6 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--exec-workers", type=int, default=4, help="threads running code and verification"
     )
     p.add_argument("--step-tokens", type=int, help="tokens per actor step")
+    p.add_argument(
+        "--min-critic-tokens",
+        type=int,
+        help="shorter steps are kept as written (default: half of --step-tokens)",
+    )
     p.add_argument("--attempts", type=int, help="tries per problem")
     p.add_argument(
         "--max-tokens", type=int, dest="max_response_tokens", help="actor tokens per attempt"
@@ -91,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         exec_workers=args.exec_workers,
         step_tokens=args.step_tokens,
+        min_critic_tokens=args.min_critic_tokens,
         attempts=args.attempts,
         max_response_tokens=args.max_response_tokens,
         temperature=args.temperature,
