@@ -144,3 +144,17 @@ def test_cut_before_call_in_tokens() -> None:
     assert whole.text.startswith(cut.text) and len(cut.token_ids) == len(whole.token_ids) - 2
     assert cut.logprobs == [-0.1] * len(cut.token_ids)
     assert cut_before_call(turn, 10_000, policy.decode).token_ids == []
+
+
+@pytest.mark.parametrize("agent", ["tir", "thor"])
+def test_an_episode_cut_off_right_after_a_call_has_the_observation_tokens(agent: str) -> None:
+    """The budget runs out at the tool call: the episode ends with the call's output, and its token
+    sequence (what training sees) still covers every character of the text."""
+    policy = ScriptedPolicy(lambda p: f"Add.\n{F}python\nprint(40 + 2)\n{F}")
+    first_turn = len(policy.encode(f"Add.\n{F}python\nprint(40 + 2)\n{F}"))
+    cfg = RolloutConfig(agent=agent, max_response_tokens=first_turn)
+    [ep] = Agent(cfg).run(policy, problems(1))
+    assert ep.truncated and ep.turns[-1].observation == f"\n{F}output\n42\n{F}\n"
+    ids, mask = ep.token_sequence()
+    assert policy.decode(ids) == ep.response_text()
+    assert sum(mask) == sum(len(t.token_ids or []) for t in ep.turns)

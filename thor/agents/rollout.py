@@ -263,11 +263,9 @@ class RolloutEngine:
                 ep = slot.env.episode
                 ep.truncated, ep.stop_reason = True, f"error: {type(err).__name__}: {err}"
                 slot.done = True
-            if slot.done:
-                finished.append(slot.env.episode)
-                slot.env.close()
-                self.stats.episodes += 1
-            elif slot.pending_obs:
+            if slot.pending_obs:
+                # the observation's tokens, also when the budget ended the episode right after a
+                # tool call: the episode's token sequence must cover all of its text
                 last = slot.env.episode.turns[-1]
                 obs_ids = self.policy.encode(slot.pending_obs)
                 slot.env.episode.turns[-1] = last.model_copy(
@@ -275,6 +273,10 @@ class RolloutEngine:
                 )
                 slot.context_ids += list(last.token_ids or []) + obs_ids
                 slot.pending_obs = ""
+            if slot.done:
+                finished.append(slot.env.episode)
+                slot.env.close()
+                self.stats.episodes += 1
         cohort.pending = []
         cohort.slots = [s for s in cohort.slots if not s.done]
         return finished
