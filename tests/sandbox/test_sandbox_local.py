@@ -327,7 +327,8 @@ def test_a_dropped_session_is_closed() -> None:
 
 def test_template_death_is_recovered() -> None:
     require_isolation()
-    with LocalSandbox(light(pool_size=1)) as sb:
+    # no pool: a session pre-started by the old template would serve the next open()
+    with LocalSandbox(light(pool_size=0)) as sb:
         s = sb.open()
         s.run("x = 1")
         assert sb._template is not None
