@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import socket
@@ -17,19 +16,12 @@ import pytest
 
 from thor.agents.backends.embedded import embedded_model_dir
 from thor.testing import check_policy
+from thor.testing.vllm import skip_without_vllm
 from thor.types import SamplingParams
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(3600)]
 
-if importlib.util.find_spec("vllm") is None:
-    if os.environ.get("THOR_REQUIRE_VLLM") == "1":
-        raise RuntimeError(
-            "THOR_REQUIRE_VLLM=1 but vllm is not importable here: use .venv-vllm/bin/python"
-        )
-    pytest.skip(
-        "vllm is not importable here: run .venv-vllm/bin/python -m pytest -m vllm",
-        allow_module_level=True,
-    )
+skip_without_vllm()
 
 QUESTIONS = ["What is 12*13?", "What is the capital of France?", "Name three prime numbers."]
 LAYER = "model.layers.0.mlp.down_proj.weight"

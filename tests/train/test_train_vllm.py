@@ -5,24 +5,16 @@ Run with ``.venv-vllm/bin/python -m pytest -m vllm tests/train/test_train_vllm.p
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from thor.testing.vllm import skip_without_vllm
+
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(3600)]
 
-if importlib.util.find_spec("vllm") is None:
-    if os.environ.get("THOR_REQUIRE_VLLM") == "1":
-        raise RuntimeError(
-            "THOR_REQUIRE_VLLM=1 but vllm is not importable here: use .venv-vllm/bin/python"
-        )
-    pytest.skip(
-        "vllm is not importable here: run .venv-vllm/bin/python -m pytest -m vllm",
-        allow_module_level=True,
-    )
+skip_without_vllm()
 
 QUESTIONS = ["What is 12*13?", "What is the capital of France?", "Name three prime numbers."]
 
