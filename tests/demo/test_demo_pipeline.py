@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from thor.data.synthetic import FAMILIES
 from thor.demo import run_demo
 from thor.demo.pipeline import DEVIATIONS, DemoConfig
 from thor.testing import tiny_model, tiny_tokenizer
@@ -92,4 +93,7 @@ def test_demo_config_rejects_typos_and_bad_sizes() -> None:
         DemoConfig(eval_problem=3)  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         DemoConfig(group_size=1)
-    assert DemoConfig(preset="long").get("eval_problems") >= 300
+    long = DemoConfig(preset="long")
+    assert long.get("eval_problems") >= 300
+    assert set(long.get("families")) == set(FAMILIES)  # where code can fail: the step level's input
+    assert DemoConfig(families=["series"]).get("families") == ["series"]

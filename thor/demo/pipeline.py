@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from thor.config import ThorConfig
+from thor.data.synthetic.schema import FAMILIES
 from thor.demo.report import StageResult, markdown_table, rich_table
 
 __all__ = ["DEMO_TIR_SYSTEM", "DEVIATIONS", "PRESETS", "DemoConfig", "DemoResult", "run_demo"]
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 PRESETS: dict[str, dict[str, Any]] = {
     # 11.4 minutes measured on 2 CPU cores (2026-11-27; SmolLM2 trains at ~40 tokens/s there).
     "quick": {
+        "families": ["arithmetic"],
         "eval_problems": 16,
         "tirgen_problems": 48,
         # no 4-digit-by-4-digit products: their long worked solutions cost a third of the SFT time
@@ -51,21 +53,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sft_lr": 1e-4,
         "max_response_tokens": 160,
     },
-    # >= 300 held-out problems so the intervals mean something. About 1.5 hours on 2 CPU cores
-    # (estimated from the quick preset's measured stage times; five evaluations of 300 problems
-    # are most of it).
+    # >= 300 held-out problems so the intervals mean something, and every problem family: modular
+    # arithmetic, binomials, sympy equations... are where a small model's code fails (a missing
+    # import, a misused sympy call), which is what step-level RL and self-correction act on.
     "long": {
+        "families": list(FAMILIES),
         "eval_problems": 300,
         "difficulties": [1, 2, 3, 4],
-        "tirgen_problems": 160,
-        "rl_steps": 8,
+        "tirgen_problems": 120,
+        "rl_steps": 6,
         "group_size": 8,
         "prompts_per_step": 2,
         "max_draws": 2,
         "step_group_size": 4,
         "sft_epochs": 2.0,
         "sft_lr": 1e-4,
-        "max_response_tokens": 160,
+        "max_response_tokens": 192,
     },
 }
 
@@ -78,8 +81,9 @@ DEMO_TIR_SYSTEM = (
 
 DEVIATIONS = [
     "model: SmolLM2-135M-Instruct (the paper: Qwen2.5-Math-1.5B/7B, Qwen3-8B)",
-    "problems: seeded synthetic arithmetic (the paper: MATH, AIME...), so a 135M model can show the"
-    " effect; the quick preset leaves out 4-digit-by-4-digit products",
+    "problems: seeded synthetic problems (the paper: MATH, AIME...), so a 135M model can show the"
+    " effect: arithmetic without 4-digit-by-4-digit products in the quick preset, all six families"
+    " (arithmetic, modular, combinatorics, number theory, equations, series) in the long one",
     "TIRGen actor: the synthetic problems' reference chain of thought in the model's tokens"
     " (thor.data.synthetic.actor.ReferenceActor), not the model itself: SmolLM2-135M as its own actor"
     " got 0 of 7 problems through TIRGen (no \\boxed answer or no codable step; 2026-11-27)",
@@ -87,7 +91,7 @@ DEVIATIONS = [
     " no code-quality filter (arithmetic needs one-line prints, which the paper's rule rejects)",
     "SFT: 2 epochs at lr 1e-4 on a few dozen (quick) to about a hundred (long) samples, batch 8"
     " (the paper: 1 epoch, lr 2e-6, batch 256)",
-    "RL: 2-8 steps of 2 prompts, group size 4-8, lr 1e-5, 160-token responses (the paper: G=16,"
+    "RL: 2-6 steps of 2 prompts, group size 4-8, lr 1e-5, 160-192-token responses (the paper: G=16,"
     " lr 1e-6, 4,096 tokens, hundreds of steps)",
     "prompt: a 30-token tool-use instruction for the tir/thor agents and the SFT data (thor's TIR"
     " prompt is 75 tokens), since prompt tokens dominate CPU time here",
@@ -102,7 +106,7 @@ class DemoConfig(ThorConfig):
     out_dir: Path = Path("runs/demo")
     model: str = "embedded"
     seed: int = 0
-    families: list[str] = Field(default_factory=lambda: ["arithmetic"])
+    families: list[str] | None = None
     difficulties: list[int] | None = None
     eval_problems: int | None = Field(None, ge=1)
     tirgen_problems: int | None = Field(None, ge=1)
@@ -165,7 +169,7 @@ class _Stages:
         from thor.data.synthetic import generate_problems, write_problems_jsonl
 
         c = self.cfg
-        kinds = {"families": c.families, "difficulties": c.get("difficulties")}
+        kinds = {"families": c.get("families"), "difficulties": c.get("difficulties")}
         train = generate_problems(
             c.get("tirgen_problems") + 400, seed=c.seed, split="train", **kinds
         )
