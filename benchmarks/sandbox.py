@@ -19,6 +19,7 @@ Timings on a shared or busy machine are noisy: read the ratios, and re-run on a 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -204,7 +205,31 @@ def bench_open_fork(sb: LocalSandbox, rows: list[Row], n: int) -> None:
             b = s.fork()
             lat.append(time.perf_counter() - t0)
             b.close()
-    rows.append(Row(f"{n} back-to-back calls", "fork()", 1, n, sum(lat), lat))
+        rows.append(Row(f"{n} back-to-back calls", "fork()", 1, n, sum(lat), lat))
+        # the floor: one bare os.fork() of the same interpreter, until the child runs (a branch
+        # is two of them: the guardian, then the interpreter)
+        out = s.run(_BARE_FORKS.format(n=min(n, 300))).stdout
+        lat = json.loads(out)
+        rows.append(Row("  floor: bare os.fork() in it", "os.fork()", 1, len(lat), sum(lat), lat))
+
+
+_BARE_FORKS = """
+import json, os, time
+lat = []
+for _ in range({n}):
+    r, w = os.pipe()
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os.write(w, b"x")
+        os._exit(0)
+    os.read(r, 1)
+    lat.append(time.perf_counter() - t0)
+    os.waitpid(pid, 0)
+    os.close(r)
+    os.close(w)
+print(json.dumps(lat))
+"""
 
 
 # -- 4. isolation on vs off --------------------------------------------------------------------
