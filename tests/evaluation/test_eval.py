@@ -85,6 +85,11 @@ def test_resume_runs_only_what_is_missing_and_refuses_other_configs(tmp_path: Pa
     assert len(ids) == len(set(ids)) == 12
     with pytest.raises(ConfigError, match=r"different configuration.*agent"):
         evaluate(cfg(tmp_path, agent="thor"), policy=ScriptedPolicy(script))
+    # the engine's batching is not part of what is measured: a resume may change it
+    faster = cfg(tmp_path, rollout={"batch_size": 64, "cohorts": 1})
+    before = calls["n"]
+    assert evaluate(faster, policy=ScriptedPolicy(counting)).episodes == 12
+    assert calls["n"] == before  # nothing was run again
 
 
 def test_torn_last_line_is_dropped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -88,6 +88,10 @@ def make_policy(backend: str, model: str, options: dict[str, Any] | None = None)
     return POLICIES.make(backend, model=model, **(options or {}))
 
 
+ENGINE_FIELDS = ("batch_size", "cohorts", "exec_workers")
+"""Rollout fields that a resumed evaluation may change (how many episodes are in flight)."""
+
+
 def _manifest(cfg: EvalConfig, k: int, rollout: RolloutConfig, policy_name: str) -> dict[str, Any]:
     from thor import __version__
 
@@ -102,7 +106,8 @@ def _manifest(cfg: EvalConfig, k: int, rollout: RolloutConfig, policy_name: str)
         "agent": cfg.agent,
         "k": k,
         "seed": cfg.seed,
-        "rollout": rollout.model_dump(mode="json"),
+        "rollout": rollout.model_dump(mode="json", exclude=set(ENGINE_FIELDS)),
+        "engine": rollout.model_dump(mode="json", include=set(ENGINE_FIELDS)),
     }
 
 
@@ -138,7 +143,8 @@ def evaluate(config: EvalConfig, *, policy: Policy | None = None) -> EvalSummary
     policy = policy or make_policy(config.backend, config.model, config.backend_options)
     manifest = _manifest(config, k, rollout, getattr(policy, "name", type(policy).__name__))
     if store is not None:
-        store.check_manifest(manifest)
+        # the engine's knobs change speed, not what is measured: a resume may change them
+        store.check_manifest(manifest, ignore=("created", "thor_version", "engine"))
         store.open(manifest)
     done = store.done_ids() if store else set()
     todo = [t for t in _tasks(answered, k) if t.episode_id not in done]
