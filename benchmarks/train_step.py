@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import shutil
 import statistics
 import tempfile
@@ -118,6 +119,7 @@ def run_thor(setup: Setup, model: Any, tok: Any, args: argparse.Namespace, out: 
             "max_response_tokens": setup.tokens,
             "batch_size": n,
             "cohorts": 1,  # no tools: one generation batch of every completion, as TRL does
+            "sandbox_config": {"require_isolation": not args.no_isolation},
         },
         optim={"lr": 1e-6, "micro_batch_size": n},
         precision=args.precision,
@@ -165,6 +167,14 @@ def run_trl(
     n = setup.prompts * setup.group
     problems = problems_for(setup.prompts)
     data = Dataset.from_list([{"prompt": messages_for(p.problem, "cot", None)} for p in problems])
+    # transformers renamed gradient_checkpointing to activation_checkpointing (5.2x)
+    names = {f.name for f in dataclasses.fields(GRPOConfig)}
+    key = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in names
+        else "gradient_checkpointing"
+    )
+    no_checkpointing = {key: False}
     config = GRPOConfig(
         output_dir=str(out),
         per_device_train_batch_size=n,
@@ -180,7 +190,7 @@ def run_trl(
         epsilon_high=0.28,
         bf16=args.precision == "bf16",
         use_cpu=not torch.cuda.is_available(),
-        activation_checkpointing=False,
+        **no_checkpointing,
         max_steps=args.warmup + args.steps,
         save_strategy="no",
         report_to=[],
@@ -253,6 +263,62 @@ def load_smollm2() -> tuple[Any, Any]:
     return load_causal_lm("embedded")
 
 
+# Qwen2.5-0.5B's shape (THOR-SPEC's smallest policy family), random weights: no hub needed. The
+# vocabulary is the tokenizer's (SmolLM2's 49,152 tokens unless --tokenizer names another).
+QWEN_SHAPES = {
+    "qwen0.5b": {
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+    },
+    # the same code path in seconds on a CPU (a dry run of the GPU row)
+    "qwen-mini": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
+}
+
+
+def qwen_loader(shape: str, tokenizer: str, precision: str) -> Callable[[], tuple[Any, Any]]:
+    def load() -> tuple[Any, Any]:
+        from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+        from thor.agents.backends.hf import load_hf_tokenizer, resolve_model_path
+
+        if tokenizer == "embedded":
+            tok = load_hf_tokenizer("embedded")
+            source = str(resolve_model_path("embedded")[0])
+        else:
+            tok = AutoTokenizer.from_pretrained(tokenizer, local_files_only=True)
+            source = tokenizer
+        config = Qwen2Config(
+            vocab_size=len(tok),
+            max_position_embeddings=4096,
+            rope_theta=1_000_000.0,
+            tie_word_embeddings=True,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            **QWEN_SHAPES[shape],
+        )
+        torch.manual_seed(0)
+        model = Qwen2ForCausalLM(config)
+        if precision == "bf16":
+            model = model.to(torch.bfloat16)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = model.to(device)
+        n = sum(p.numel() for p in model.parameters())
+        print(f"{shape}: {n / 1e6:.0f} M parameters, random weights, tokenizer {source}, {device}")
+        return model, tok
+
+    return load
+
+
 def prompt_lengths(tok: Any, n: int) -> list[int]:
     msgs = [messages_for(p.problem, "cot", None) for p in problems_for(n)]
     texts = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in msgs]
@@ -261,7 +327,19 @@ def prompt_lengths(tok: Any, n: int) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", default="tiny,smollm2", help="tiny, smollm2 (comma-separated)")
+    parser.add_argument(
+        "--models",
+        default="tiny,smollm2",
+        help="tiny, smollm2, qwen0.5b (random weights; for a GPU), qwen-mini (comma-separated)",
+    )
+    parser.add_argument(
+        "--tokenizer", default="embedded", help="tokenizer of the qwen rows (a local directory)"
+    )
+    parser.add_argument(
+        "--no-isolation",
+        action="store_true",
+        help="run thor's sandbox without bubblewrap (no code runs here: the agent is cot)",
+    )
     parser.add_argument("--steps", type=int, default=3, help="measured steps per trainer")
     parser.add_argument("--warmup", type=int, default=1, help="steps left out of the figures")
     parser.add_argument("--rounds", type=int, default=1, help="repeat thor/TRL, alternating order")
@@ -291,6 +369,9 @@ def main() -> None:
         "tiny": Setup("tiny", load_tiny, args.prompts or 4, args.group, args.tokens or 64),
         "smollm2": Setup("smollm2", load_smollm2, args.prompts or 2, args.group, args.tokens or 32),
     }
+    for shape in QWEN_SHAPES:  # the GPU row: 64 completions x 256 tokens by default
+        load = qwen_loader(shape, args.tokenizer, args.precision)
+        setups[shape] = Setup(shape, load, args.prompts or 16, args.group, args.tokens or 256)
     rows = []
     for name in args.models.split(","):
         setup = setups[name]
@@ -311,6 +392,7 @@ def main() -> None:
                         t = run_trl(setup, model, tok, args, out, trl_prompt)
                 finally:
                     shutil.rmtree(out, ignore_errors=True)
+                print(f"{name} {who}: {statistics.fmean(t.steps):.2f} s/step", flush=True)
                 acc = thor_t if who == "thor" else trl_t
                 for k in ("steps", "generate", "execute", "update", "tokens"):
                     getattr(acc, k).extend(getattr(t, k))

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from thor.agents.backends.base import IncrementalDecoder, StopChecker, apply_stops, check_prompts
+from thor.agents.backends.base import (
+    IncrementalDecoder,
+    StopChecker,
+    TickTokens,
+    apply_stops,
+    check_prompts,
+)
 from thor.envs.protocol import code_close_end
 from thor.testing import ByteTokenizer, tiny_tokenizer
 from thor.types import SamplingParams
@@ -85,6 +91,37 @@ def test_code_close_on_bytes_agrees_with_the_text_rule(text: str) -> None:
         assert reason == "code_close"
         assert kept_text.endswith("`")
         assert code_close_end(kept_text) == len(kept_text)
+
+
+TINY_TICKS = TickTokens(tiny_decode, len(TINY))
+BYTE_TICKS = TickTokens(BYTES.decode, 256)
+
+
+def run_checker(ids: list[int], decode: object, ticks: TickTokens | None) -> tuple[int, str | None]:
+    checker = StopChecker(decode, CODE, tick_tokens=ticks)  # type: ignore[arg-type]
+    for i, t in enumerate(ids):
+        if checker.push(t):
+            return i + 1, checker.finish_reason
+    return len(ids), checker.finish_reason
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts)
+def test_decoding_only_at_backtick_tokens_stops_where_decoding_every_token_does(text: str) -> None:
+    """The fast path of the decode loop (text decoded only at tokens that may hold a backtick,
+    held-back multibyte characters re-checked once released) cuts exactly where the plain one does."""
+    for ids, decode, ticks in (
+        (tiny_encode(text), tiny_decode, TINY_TICKS),
+        (BYTES.encode(text), BYTES.decode, BYTE_TICKS),
+    ):
+        assert run_checker(ids, decode, ticks) == run_checker(ids, decode, None)
+
+
+def test_tick_tokens_are_the_ids_whose_text_has_a_backtick_and_any_id_past_the_vocabulary() -> None:
+    assert BYTE_TICKS.ids == {ord("`")}
+    assert ord("`") in BYTE_TICKS and ord("a") not in BYTE_TICKS
+    assert 256 in BYTE_TICKS and 10**6 in BYTE_TICKS  # unknown to the tokenizer: decode to be safe
+    assert all("`" in tiny_decode([i]) for i in TINY_TICKS.ids) and TINY_TICKS.ids
 
 
 def test_token_that_carries_characters_past_the_fence_is_kept_whole() -> None:

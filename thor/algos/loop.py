@@ -239,6 +239,7 @@ class Trainer:
         cfg = self.config
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         batch = collate(samples, pad_token_id=int(pad), max_length=cfg.max_length)
+        batch = batch.to(next(self.model.parameters()).device)
         temp = self.rollout_config.temperature or 1.0
         mb = cfg.optim.micro_batch_size
         with torch.no_grad(), self._autocast():

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from thor.agents.backends.base import Decode, StopChecker
+from thor.agents.backends.base import Decode, StopChecker, TickTokens
 from thor.types import SamplingParams
 
 __all__ = ["DecodeModel", "decode_batch", "sample_tokens"]
@@ -29,17 +29,29 @@ __all__ = ["DecodeModel", "decode_batch", "sample_tokens"]
 
 @dataclass
 class DecodeModel:
-    """A causal LM and what the loop needs to drive it."""
+    """A causal LM and what the loop needs to drive it.
+
+    ``vocab_size``: the tokenizer's; with it, stop checks decode text only at tokens that may
+    hold a backtick (:class:`~thor.agents.backends.base.TickTokens`, built on first use).
+    """
 
     model: Any
     pad_id: int
     eos_ids: frozenset[int]
     decode: Decode
     max_len: int
+    vocab_size: int | None = None
     cache_kwarg: str = field(init=False)
+    _ticks: TickTokens | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.cache_kwarg = _cache_kwarg(self.model)
+
+    @property
+    def tick_tokens(self) -> TickTokens | None:
+        if self._ticks is None and self.vocab_size:
+            self._ticks = TickTokens(self.decode, self.vocab_size)
+        return self._ticks
 
     @property
     def device(self) -> torch.device:
@@ -53,6 +65,10 @@ def _cache_kwarg(model: Any) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+_UNIFORM_CHUNK = 256
+"""Uniform numbers drawn per row at a time (one per sampled token)."""
+
+
 @dataclass
 class _Row:
     index: int
@@ -61,25 +77,58 @@ class _Row:
     logprobs: list[float] = field(default_factory=list)
 
 
+class _Uniforms:
+    """Each row's stream of uniform numbers, drawn from its own generator in chunks.
+
+    One draw of a chunk per row every ``_UNIFORM_CHUNK`` tokens, moved to the device at once,
+    instead of a draw and a host-to-device copy per row per token.
+    """
+
+    def __init__(self, rows: Sequence[_Row], device: torch.device) -> None:
+        self.device = device
+        self.step = 0
+        self.chunk = self._draw(rows)
+
+    def _draw(self, rows: Sequence[_Row]) -> torch.Tensor:
+        chunk = torch.stack([torch.rand(_UNIFORM_CHUNK, generator=r.generator) for r in rows])
+        return chunk.to(self.device)
+
+    def next(self, rows: Sequence[_Row]) -> torch.Tensor:
+        """The next number of every row of ``rows`` (the rows now in the batch, in order)."""
+        col = self.step % _UNIFORM_CHUNK
+        if col == 0 and self.step:
+            self.chunk = self._draw(rows)
+        self.step += 1
+        return self.chunk[:, col]
+
+    def select(self, idx: torch.Tensor) -> None:
+        self.chunk = self.chunk[idx]
+
+
 def sample_tokens(
-    logits: torch.Tensor, params: SamplingParams, generators: Sequence[torch.Generator]
+    logits: torch.Tensor, params: SamplingParams, uniforms: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per row; return the tokens and their logprobs.
 
     The logprob is taken under ``log_softmax(logits / T)`` (T = 0 counts as 1) before top-k / top-p
-    truncation. Sampling draws one uniform number per row from that row's generator and inverts
-    the truncated distribution's CDF, so it is reproducible row by row.
+    truncation. Sampling inverts the truncated distribution's CDF at ``uniforms`` (one number in
+    [0, 1) per row, from that row's own generator), so it is reproducible row by row; greedy
+    decoding (T = 0) needs none.
     """
     logits = logits.float()
     temp = params.temperature if params.temperature > 0 else 1.0
-    scaled = logits / temp
+    scaled = logits / temp if temp != 1.0 else logits
     logp = torch.log_softmax(scaled, dim=-1)
     if params.temperature == 0:
         tokens = torch.argmax(logits, dim=-1)
     else:
+        if uniforms is None:
+            raise ValueError("sampling at a temperature above 0 needs one uniform number per row")
         filtered = _truncate(scaled, params.top_k, params.top_p)
-        cdf = torch.cumsum(torch.softmax(filtered, dim=-1), dim=-1)
-        u = torch.stack([torch.rand((), generator=g) for g in generators]).to(cdf.device)
+        # without truncation the distribution is the one whose logprobs were just computed
+        probs = logp.exp() if filtered is scaled else torch.softmax(filtered, dim=-1)
+        cdf = torch.cumsum(probs, dim=-1)
+        u = uniforms.to(cdf.dtype)
         target = (u * cdf[:, -1]).unsqueeze(-1)
         tokens = (
             torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
@@ -113,6 +162,7 @@ def decode_batch(
                 params,
                 dm.eos_ids,
                 max_tokens=min(params.max_tokens, dm.max_len - len(p)),
+                tick_tokens=dm.tick_tokens if params.stop_at_code_close else None,
             ),
             torch.Generator().manual_seed(int(seeds[i]) % (1 << 63)),
         )
@@ -164,12 +214,16 @@ def _run(
     cache, logits, mask, next_pos = _prefill(dm, prompts)
     dev = dm.device
     batch = list(rows)  # the row each line of the cache belongs to
+    uniforms = _Uniforms(batch, dev) if params.temperature > 0 else None
     while True:
-        tokens, logps = sample_tokens(logits, params, [r.generator for r in batch])
-        for r, tok, lp in zip(batch, tokens.tolist(), logps.tolist(), strict=True):
+        u = uniforms.next(batch) if uniforms is not None else None
+        tokens, logps = sample_tokens(logits, params, u)
+        # one device-to-host copy for both (token ids are exact in float64)
+        host = torch.stack([tokens.to(torch.float64), logps.to(torch.float64)]).tolist()
+        for r, tok, lp in zip(batch, host[0], host[1], strict=True):
             if r.checker.done:
                 continue
-            if r.checker.push(tok) != "eos":
+            if r.checker.push(int(tok)) != "eos":
                 r.logprobs.append(lp)
         alive = [j for j, r in enumerate(batch) if not r.checker.done]
         if not alive:
@@ -180,6 +234,8 @@ def _run(
             cache.batch_select_indices(idx)
             batch = [batch[j] for j in alive]
             tokens, mask, next_pos = tokens[idx], mask[idx], next_pos[idx]
+            if uniforms is not None:
+                uniforms.select(idx)
             mask = _trim_left(cache, mask)
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
         out = dm.model(

@@ -30,7 +30,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Container, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from thor.envs.protocol import code_close_end
@@ -44,6 +44,7 @@ __all__ = [
     "Policy",
     "Prompt",
     "StopChecker",
+    "TickTokens",
     "apply_stops",
     "check_prompts",
     "make_completion",
@@ -129,6 +130,21 @@ class IncrementalDecoder:
     def push(self, token: int) -> str:
         """Append ``token``; return the text it completes (may be empty)."""
         self.ids.append(token)
+        return self.flush()
+
+    def append(self, token: int) -> None:
+        """Append ``token`` without decoding (a later :meth:`push` or :meth:`flush` catches up)."""
+        self.ids.append(token)
+
+    @property
+    def pending(self) -> bool:
+        """Whether some appended tokens are not in :attr:`text` yet."""
+        return self._read < len(self.ids)
+
+    def flush(self) -> str:
+        """Decode the tokens appended since the last decode; return the text they complete."""
+        if self._read == len(self.ids):
+            return ""
         prefix_text = (
             self._decode(self.ids[self._prefix : self._read]) if self._read > self._prefix else ""
         )
@@ -141,6 +157,21 @@ class IncrementalDecoder:
         return ""
 
 
+class TickTokens:
+    """The token ids whose text may hold a backtick: a :class:`StopChecker` decodes only at them.
+
+    Built once per tokenizer by decoding every id of the vocabulary alone; an id past the
+    vocabulary (a model whose embedding matrix is padded) counts as one, to be safe.
+    """
+
+    def __init__(self, decode: Decode, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+        self.ids = frozenset(i for i in range(vocab_size) if "`" in decode([i]))
+
+    def __contains__(self, token: object) -> bool:
+        return isinstance(token, int) and (token >= self.vocab_size or token in self.ids)
+
+
 class StopChecker:
     """Apply the stop rules of ``params`` to one completion, one sampled token at a time.
 
@@ -149,6 +180,10 @@ class StopChecker:
         params: the sampling parameters (``max_tokens``, ``stop``, ``stop_at_code_close``).
         eos_token_ids: tokens that end the completion (never kept).
         max_tokens: overrides ``params.max_tokens`` (a backend clamps it to the context left).
+        tick_tokens: the token ids whose text may hold a backtick (see :func:`tick_token_ids`).
+            Given, and without stop strings, the text is decoded only when one of them arrives:
+            only a backtick can close a code block, and decoding every token is most of the
+            per-token cost of a fast decode loop.
 
     Attributes:
         ids: the kept token ids so far.
@@ -162,12 +197,15 @@ class StopChecker:
         eos_token_ids: Collection[int] = (),
         *,
         max_tokens: int | None = None,
+        tick_tokens: Container[int] | None = None,
     ) -> None:
         self._dec = IncrementalDecoder(decode)
         self._eos = frozenset(eos_token_ids)
         self._stops = [s for s in params.stop if s]
         self._longest = max((len(s) for s in self._stops), default=0)
         self._code = params.stop_at_code_close
+        self._lazy = tick_tokens if not self._stops else None
+        self._tick_pending = False
         self.max_tokens = params.max_tokens if max_tokens is None else max_tokens
         self.finish_reason: FinishReason | None = "length" if self.max_tokens <= 0 else None
 
@@ -189,6 +227,18 @@ class StopChecker:
             raise RuntimeError("push() after the completion finished")
         if token in self._eos:
             self.finish_reason = "eos"
+            return self.finish_reason
+        if self._lazy is not None:
+            self._dec.append(token)
+            self._tick_pending |= self._code and token in self._lazy
+            if self._tick_pending:
+                self._dec.flush()
+                # text held back (an incomplete UTF-8 character) is checked once it is released
+                self._tick_pending = self._dec.pending
+                if code_close_end(self._dec.text) is not None:
+                    self.finish_reason = "code_close"
+            if self.finish_reason is None and len(self._dec.ids) >= self.max_tokens:
+                self.finish_reason = "length"
             return self.finish_reason
         before = len(self._dec.text)
         delta = self._dec.push(token)

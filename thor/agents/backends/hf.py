@@ -207,7 +207,9 @@ class HFPolicy(HFTokenizerText):
             else min(self.eos_token_ids, default=0)
         )
         ctx = max_model_len or getattr(model.config, "max_position_embeddings", None) or 4096
-        self._dm = DecodeModel(model, int(pad), self.eos_token_ids, self.decode, int(ctx))
+        self._dm = DecodeModel(
+            model, int(pad), self.eos_token_ids, self.decode, int(ctx), vocab_size=len(tokenizer)
+        )
         self._closed = False
 
     # -- generation ---------------------------------------------------------------------------
