@@ -218,8 +218,8 @@ def _run(
     while True:
         u = uniforms.next(batch) if uniforms is not None else None
         tokens, logps = sample_tokens(logits, params, u)
-        # one device-to-host copy for both (token ids are exact in float64)
-        host = torch.stack([tokens.to(torch.float64), logps.to(torch.float64)]).tolist()
+        # one device-to-host copy for both (float32 holds token ids exactly up to 2**24)
+        host = torch.stack([tokens.to(logps.dtype), logps]).tolist()
         for r, tok, lp in zip(batch, host[0], host[1], strict=True):
             if r.checker.done:
                 continue
