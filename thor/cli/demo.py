@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--preset",
         choices=["quick", "long"],
         default="quick",
-        help="quick: about 15 minutes on 2 CPU cores; long: 300 held-out problems, about 1.5 hours",
+        help="quick: about 12 minutes on 2 CPU cores; long: 300 held-out problems, about 2 hours",
     )
     p.add_argument(
         "--out", type=Path, default=None, help="output directory (default runs/demo-PRESET)"

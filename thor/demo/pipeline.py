@@ -56,6 +56,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # >= 300 held-out problems so the intervals mean something, and every problem family: modular
     # arithmetic, binomials, sympy equations... are where a small model's code fails (a missing
     # import, a misused sympy call), which is what step-level RL and self-correction act on.
+    # 1 h 53 min measured on 2 CPU cores (2026-11-27); five evaluations of 300 problems are 74 min.
     "long": {
         "families": list(FAMILIES),
         "eval_problems": 300,
