@@ -180,7 +180,7 @@ class StopChecker:
         params: the sampling parameters (``max_tokens``, ``stop``, ``stop_at_code_close``).
         eos_token_ids: tokens that end the completion (never kept).
         max_tokens: overrides ``params.max_tokens`` (a backend clamps it to the context left).
-        tick_tokens: the token ids whose text may hold a backtick (see :func:`tick_token_ids`).
+        tick_tokens: the token ids whose text may hold a backtick (a :class:`TickTokens`).
             Given, and without stop strings, the text is decoded only when one of them arrives:
             only a backtick can close a code block, and decoding every token is most of the
             per-token cost of a fast decode loop.
