@@ -293,6 +293,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     ap.add_argument("--vllm", action="store_true", help="add vLLM rows (needs vllm: .venv-vllm)")
     ap.add_argument(
+        "--vllm-compile", action="store_true", help="let vLLM compile (default: eager mode)"
+    )
+    ap.add_argument(
         "--threads",
         type=int,
         default=0,
