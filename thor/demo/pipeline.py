@@ -54,8 +54,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_response_tokens": 160,
     },
     # >= 300 held-out problems so the intervals mean something, and every problem family: modular
-    # arithmetic, binomials, sympy equations... are where a small model's code fails (a missing
-    # import, a misused sympy call), which is what step-level RL and self-correction act on.
+    # arithmetic, binomials, sympy equations... are where a small model's code fails (in the
+    # measured run: unclosed brackets, undefined names, a number called like a function), which is
+    # what step-level RL and self-correction act on.
     # 1 h 53 min measured on 2 CPU cores (2026-11-27); five evaluations of 300 problems are 74 min.
     "long": {
         "families": list(FAMILIES),
