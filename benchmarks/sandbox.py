@@ -207,7 +207,7 @@ def bench_open_fork(sb: LocalSandbox, rows: list[Row], n: int) -> None:
             b.close()
         rows.append(Row(f"{n} back-to-back calls", "fork()", 1, n, sum(lat), lat))
         # the floor: one bare os.fork() of the same interpreter, until the child runs (a branch
-        # is two of them: the guardian, then the interpreter)
+        # is one of them; two, a guardian and the interpreter, on kernels before Linux 6.15)
         out = s.run(_BARE_FORKS.format(n=min(n, 300))).stdout
         lat = json.loads(out)
         rows.append(Row("  floor: bare os.fork() in it", "os.fork()", 1, len(lat), sum(lat), lat))
@@ -309,6 +309,8 @@ def main() -> None:
     rows: list[Row] = []
     cfg = {"limits": {"timeout_s": 60}, "pool_size": 4}
     with LocalSandbox(cfg) as sb:
+        how = "a guardian and the interpreter" if sb._branch_guardian else "one fork"
+        print(f"a fork() branch is {how} here")
         if "subprocess" in only:
             bench_vs_subprocess(sb, rows, sizes)
         if "fork" in only:

@@ -19,7 +19,13 @@ from thor.envs.sandbox import LocalSandbox, LocalSandboxConfig, RemoteSandboxCon
 from thor.envs.sandbox import isolation as iso
 from thor.envs.sandbox.channel import Channel, ChannelError, check_result
 from thor.envs.sandbox.check import check_sandbox
-from thor.envs.sandbox.procs import UidPool, list_procs, sweep
+from thor.envs.sandbox.procs import (
+    UidPool,
+    exit_status,
+    exit_status_supported,
+    list_procs,
+    sweep,
+)
 from thor.envs.sandbox.template import death_reason
 from thor.errors import ConfigError, IsolationError
 from thor.registries import SANDBOXES
@@ -219,6 +225,25 @@ def test_death_reasons() -> None:
     assert "CPU time limit of 60 s" in death_reason({"signal": 9, "cpu_s": 60.2, "cpu_cap": 60})
     assert death_reason({"code": 3}) == "the interpreter exited with code 3 (os._exit or a crash)"
     assert death_reason({"signal": "x", "code": None}) == "the interpreter died"
+
+
+def test_exit_status_is_read_from_the_pidfd_once_reaped() -> None:
+    if not exit_status_supported():
+        pytest.skip("this kernel keeps no exit status on pidfds (Linux < 6.15)")
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(0.3); raise SystemExit(4)"]
+    )
+    pidfd = os.pidfd_open(child.pid)
+    try:
+        assert exit_status(pidfd) is None  # alive
+        time.sleep(0.6)
+        assert exit_status(pidfd) is None  # a zombie: nobody reaped it yet
+        child.wait()
+        status = exit_status(pidfd)
+        assert status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 4
+    finally:
+        os.close(pidfd)
+    assert death_reason({"signal": 9, "code": None, "cpu_cap": 60}).endswith("if it ran that long)")
 
 
 def test_check_reports_what_is_missing() -> None:

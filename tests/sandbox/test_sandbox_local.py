@@ -8,12 +8,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from sandbox_helpers import light, procs_of, require_isolation
 
 from thor.envs.sandbox import LocalSandbox, LocalSession, Session
-from thor.envs.sandbox.procs import list_procs
+from thor.envs.sandbox.procs import exit_status_supported, list_procs
 from thor.errors import SandboxError
 from thor.types import failed
 
@@ -239,6 +240,105 @@ def test_branches_are_independent_of_their_parent(sandbox: LocalSandbox) -> None
         c.run("print(1)")
 
 
+@pytest.fixture(params=["one fork", "guardian"])
+def branch_mode(request: pytest.FixtureRequest, sandbox: LocalSandbox) -> Iterator[str]:
+    """Both ways a branch can be made: one fork (its exit status read from its pidfd, Linux
+    6.15+) and the guardian's two forks (any kernel)."""
+    if request.param == "one fork" and not exit_status_supported():
+        pytest.skip("this kernel keeps no exit status on pidfds (Linux < 6.15)")
+    saved = sandbox._branch_guardian
+    sandbox._branch_guardian = request.param == "guardian"
+    yield request.param
+    sandbox._branch_guardian = saved
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("import os; os._exit(3)", "exited with code 3"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", "segmentation fault"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "killed by SIGKILL"),
+    ],
+)
+def test_a_branch_that_dies_says_how(
+    sandbox: LocalSandbox, branch_mode: str, code: str, reason: str
+) -> None:
+    with sandbox.open() as s:
+        s.run("v = 1")
+        with s.fork() as b:
+            assert b.run("print(v)").stdout == "1\n"
+            r = b.run(code)
+            assert r.status == "killed" and r.state_lost and reason in r.reason, r
+            after = b.run("print(globals().get('v'))")
+            assert (after.stdout, after.state_lost) == ("None\n", True)
+        assert s.run("print(v)").stdout == "1\n"  # the parent lives on
+
+
+def test_a_branch_outliving_its_parent_still_says_how_it_died(
+    sandbox: LocalSandbox, branch_mode: str
+) -> None:
+    s = sandbox.open()
+    s.run("v = 2")
+    b = s.fork()
+    s.close()  # the branch is an orphan now (the template adopts it)
+    assert b.run("print(v)").stdout == "2\n"
+    r = b.run("import os\nos._exit(5)")
+    assert r.status == "killed" and "exited with code 5" in r.reason
+    b.close()
+
+
+def test_a_branch_that_dies_between_cells_is_reported_by_the_next(
+    sandbox: LocalSandbox, branch_mode: str
+) -> None:
+    with sandbox.open() as s, s.fork() as b:
+        b.run(
+            "import os, threading, time\nthreading.Thread(target=lambda: (time.sleep(0.2), os._exit(6))).start()"
+        )
+        time.sleep(1.0)
+        r = b.run("print(1)")
+        assert r.status == "killed" and "code 6" in r.reason and r.state_lost
+
+
+def test_a_sigchld_handler_of_the_cell_costs_only_the_reason(
+    sandbox: LocalSandbox, branch_mode: str
+) -> None:
+    """The parent then reaps its branches only between requests: a dead branch is still a clean
+    ``killed`` result (its exit status may come too late to name)."""
+    with sandbox.open() as s:
+        s.run("import signal\nsignal.signal(signal.SIGCHLD, lambda *a: None)")
+        with s.fork() as b:
+            r = b.run("import os; os._exit(3)")
+            assert r.status == "killed" and r.state_lost, r
+            assert b.run("print(2)").stdout == "2\n"
+        assert s.run("print(3)").stdout == "3\n"
+
+
+def test_fork_at_the_process_limit_fails_clearly_and_the_parent_lives_on(
+    branch_mode: str,
+) -> None:
+    require_isolation()
+    with LocalSandbox(light(limits={"processes": 16})) as sb, sb.open() as s:
+        fill = (
+            "import os, time\nkids = []\n"
+            "try:\n"
+            "    for _ in range(64):\n"
+            "        pid = os.fork()\n"
+            "        if pid == 0:\n"
+            "            time.sleep(60)\n"
+            "            os._exit(0)\n"
+            "        kids.append(pid)\n"
+            "except OSError as err:\n"
+            "    print(err.errno)\n"
+        )
+        sb._branch_guardian = branch_mode == "guardian"
+        assert s.run(fill).stdout == "11\n"  # EAGAIN: the family's process limit is reached
+        with pytest.raises(SandboxError, match="fork failed"):
+            s.fork()
+        s.run("import signal\nfor k in kids: os.kill(k, signal.SIGKILL); os.waitpid(k, 0)")
+        with s.fork() as b:
+            assert b.run("print(len(kids) > 0)").stdout == "True\n"
+
+
 def test_fork_time_is_flat_in_the_number_of_earlier_cells(sandbox: LocalSandbox) -> None:
     def fork_times(cells: int) -> float:
         with sandbox.open() as s:
@@ -301,7 +401,9 @@ def test_close_leaves_no_process_of_the_session() -> None:
         s = sb.open()
         s.run("import subprocess\np = subprocess.Popen(['sleep', '60'], start_new_session=True)")
         b = s.fork()
-        assert len(procs_of(sb)) >= 5  # 2 guardians, 2 interpreters, the escaped sleep
+        # the session's guardian and interpreter, the escaped sleep, the branch (and its guardian
+        # on kernels without exit statuses on pidfds)
+        assert len(procs_of(sb)) >= (5 if sb._branch_guardian else 4)
         s.close()
         assert b.run("print('alive')").stdout == "alive\n"
         b.close()

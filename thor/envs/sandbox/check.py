@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thor.envs.sandbox.config import LocalSandboxConfig
-from thor.envs.sandbox.isolation import isolation_problems, run_bwrap_version
+from thor.envs.sandbox.isolation import isolation_problems, run_bwrap_version, sandbox_env
 from thor.errors import SandboxError
 
 __all__ = ["Check", "CheckReport", "check_sandbox"]
@@ -204,7 +204,4 @@ def _shared_tmp() -> str:
     raise SandboxError("no writable directory outside /tmp for the check's canary file")
 
 
-_ENV_OK = {
-    "PATH", "HOME", "TMPDIR", "LANG", "USER", "LOGNAME", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS", "PYTHONDONTWRITEBYTECODE", "MPLBACKEND", "PWD",
-}  # fmt: skip
+_ENV_OK = {*sandbox_env(), "PWD"}  # thor's own variables, none of the host's

@@ -30,7 +30,7 @@ from thor.envs.sandbox.channel import (
 )
 from thor.envs.sandbox.config import LocalSandboxConfig, SandboxLimits
 from thor.envs.sandbox.isolation import resolve_isolation
-from thor.envs.sandbox.procs import UidPool
+from thor.envs.sandbox.procs import UidPool, exit_status_supported
 from thor.envs.sandbox.template import Family, Proc, Template, death_reason
 from thor.errors import SandboxError
 from thor.types import ExecResult
@@ -83,6 +83,9 @@ class LocalSandbox:
         self._max_text = text
         self._max_frame = (2 * text + 4000) * 6 + 4096
         self._worker_limits = self.limits.worker_limits()
+        # A branch is one fork where the kernel keeps exit statuses on pidfds (Linux 6.15+): the
+        # host reads how it ended from there. Elsewhere a guardian process reports it (two forks).
+        self._branch_guardian = not exit_status_supported()
         self._template: Template | None = Template(self.config, self.isolated)
         _instances.add(self)
         if self.config.pool_size:
@@ -215,22 +218,23 @@ class LocalSandbox:
         family = parent.family
         channel, theirs = Channel.pair(self._max_frame)
         deadline = time.monotonic() + self.config.open_timeout_s
+        guarded = self._branch_guardian
+        req = {"op": "fork", "scratch": family.new_dir(), "guardian": guarded}
         try:
-            parent.channel.send({"op": "fork", "scratch": family.new_dir()}, fds=(theirs.fileno(),))
+            parent.channel.send(req, fds=(theirs.fileno(),))
             theirs.close()
             reply, _ = parent.channel.recv(deadline)
         except ChannelError as err:
             theirs.close()
             channel.close()
-            self._discard(parent)
-            raise SandboxError(f"fork failed: the session broke ({err})") from None
+            raise SandboxError(f"fork failed: {self._ended(parent, err)}") from None
         if reply.get("type") != "forked":
             channel.close()
             if reply.get("type") == "died":
                 self._discard(parent)
                 raise SandboxError(f"fork failed: the session died ({death_reason(reply)})")
             raise SandboxError(f"fork failed: {str(reply.get('message', reply.get('type')))[:500]}")
-        return self._register(Proc.await_hello(channel, family, deadline))
+        return self._register(Proc.await_hello(channel, family, deadline, guarded=guarded))
 
     def _register(self, proc: Proc) -> Proc:
         with self._lock:
@@ -319,14 +323,26 @@ class LocalSandbox:
 
     def _broken(self, proc: Proc, err: ChannelError, start: float) -> ExecResult:
         """The session broke the protocol or vanished: kill it and say so."""
-        self._discard(proc)
-        if isinstance(err, ChannelClosed):
-            reason = "the interpreter ended without a report (its guardian was killed?)"
-        else:
-            reason = f"the session broke the sandbox protocol and was killed: {err}"
+        reason = self._ended(proc, err)
         return ExecResult(
             status="killed", reason=reason, duration_s=time.monotonic() - start, state_lost=True
         )
+
+    def _ended(self, proc: Proc, err: ChannelError) -> str:
+        """Why ``proc``'s channel failed (an unguarded branch's exit status comes from the
+        kernel once its parent reaps it); the proc is killed and dropped."""
+        report = None
+        if isinstance(err, ChannelClosed) and not proc.guarded:
+            report = proc.exit_report(wait_s=1.0)
+        self._discard(proc)
+        if report is not None:
+            report["cpu_cap"] = float(self.limits.session_cpu_s)
+            return death_reason(report)
+        if isinstance(err, ChannelClosed):
+            if proc.guarded:
+                return "the interpreter ended without a report (its guardian was killed?)"
+            return "the interpreter ended; its exit status was not collected (no reap in 1 s)"
+        return f"the session broke the sandbox protocol and was killed: {err}"
 
 
 class LocalSession:

@@ -173,17 +173,35 @@ class Family:
 
 
 class Proc:
-    """One live interpreter of a family."""
+    """One live interpreter of a family.
 
-    def __init__(self, channel: Channel, handle: Handle, family: Family) -> None:
+    ``guarded``: a guardian reports its death on the channel. An unguarded interpreter (a branch
+    forked without one) just closes the channel; :meth:`exit_report` asks the kernel instead.
+    """
+
+    def __init__(
+        self, channel: Channel, handle: Handle, family: Family, *, guarded: bool = True
+    ) -> None:
         self.channel = channel
         self.handle = handle
         self.family = family
+        self.guarded = guarded
         self.dead = False
         self._lock = threading.Lock()
 
+    def exit_report(self, wait_s: float) -> dict[str, Any] | None:
+        """How the interpreter ended, in the guardian's terms, from its pidfd (None: unknown)."""
+        status = self.handle.exit_status(wait_s)
+        if status is None:
+            return None
+        if os.WIFSIGNALED(status):
+            return {"signal": os.WTERMSIG(status), "code": None}
+        return {"signal": None, "code": os.WEXITSTATUS(status)}
+
     @classmethod
-    def await_hello(cls, channel: Channel, family: Family, deadline: float) -> Proc:
+    def await_hello(
+        cls, channel: Channel, family: Family, deadline: float, *, guarded: bool = True
+    ) -> Proc:
         """Wait for a new interpreter's hello and take hold of it (the family counts it)."""
         family.join()
         try:
@@ -207,7 +225,7 @@ class Proc:
             channel.close()
             family.leave()
             raise
-        return cls(channel, handle, family)
+        return cls(channel, handle, family, guarded=guarded)
 
     def kill(self) -> None:
         """Kill the interpreter and everything in its session; idempotent."""
@@ -233,6 +251,8 @@ def death_reason(msg: dict[str, Any]) -> str:
         reason = f"killed by {name}"
         if sig == signal.SIGKILL and _num(cpu) and _num(cap) and cpu >= cap - 1:
             return f"{reason} (the session's CPU time limit of {cap:g} s)"
+        if sig == signal.SIGKILL and cpu is None and _num(cap):  # a branch: no CPU time known
+            return f"{reason} (the session's CPU time limit of {cap:g} s, if it ran that long)"
         if sig == signal.SIGSEGV:
             return f"{reason} (segmentation fault, e.g. a C stack overflow from deep recursion)"
         if sig == signal.SIGXCPU:

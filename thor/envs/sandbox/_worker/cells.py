@@ -5,11 +5,13 @@ Session protocol (host -> interpreter, one frame per request, one reply each):
 - ``{"op": "run", "code": str, "timeout": float, "cpu": float, "stdin": str | null}`` ->
   ``{"type": "result", "status": "ok" | "error" | "timeout", "stdout", "stderr", "reason",
   "duration_s", "truncated"}``
-- ``{"op": "fork", "scratch": str | null}`` with a new socket end attached -> ``{"type": "forked"}``;
-  the branch says ``hello`` on the new socket.
+- ``{"op": "fork", "scratch": str | null, "guardian": bool}`` with a new socket end attached ->
+  ``{"type": "forked"}``; the branch says ``hello`` on the new socket.
 - ``{"op": "ping"}`` -> ``{"type": "pong"}``
 
-When the interpreter dies instead of replying, its guardian sends ``{"type": "died", ...}``.
+When the interpreter dies instead of replying, its guardian sends ``{"type": "died", ...}``. A
+branch forked without a guardian (``"guardian": false``, where the host reads exit statuses from
+pidfds) sends nothing: the socket just closes, and the host asks the kernel how it ended.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class Interpreter:
         self.pid = os.getpid()
         self.count = 0
         self.armed = False
-        self.branches: list[int] = []
+        self.branches: set[int] = set()  # children to reap: branch guardians or branches
         module = types.ModuleType("__main__")
         module.__dict__["__builtins__"] = builtins
         sys.modules["__main__"] = module
@@ -282,11 +284,14 @@ class Interpreter:
     def fork(self, msg: dict[str, Any], fd: int) -> bool:
         """Branch this interpreter; True in the branch, False in the parent.
 
-        The parent forks the branch's guardian, which starts its own session (``setsid``) and
-        forks the branch's interpreter: two forks, the minimum for a guardian per interpreter.
-        The guardian stays this interpreter's child until the branch ends; it is reaped by pid
-        (``_reap``), never with a wildcard wait, so the cell's own children are left alone.
+        With ``"guardian": false`` the branch is one fork: this interpreter's child, in a session
+        of its own (``setsid``); the host learns how it ended from the kernel, whoever reaps it.
+        With a guardian (kernels that keep no exit status on pidfds) the parent forks the
+        guardian, which starts its own session and forks the branch's interpreter: two forks.
+        Either child is reaped by pid (``_reap``, also on ``SIGCHLD``), never with a wildcard
+        wait, so the cell's own children are left alone.
         """
+        guarded = msg.get("guardian", True) is not False
         try:
             pid = os.fork()
         except OSError:
@@ -294,18 +299,24 @@ class Interpreter:
             raise
         if pid:
             os.close(fd)
-            self.branches.append(pid)
+            self.branches.add(pid)
+            if not guarded and signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL:
+                # reap promptly: the host reads the branch's exit status once it is reaped. The
+                # handler interrupts the wait for the next request (no SA_RESTART), or it would
+                # only run once one came. A handler the cell installed is left alone.
+                signal.signal(signal.SIGCHLD, self._on_child)
             return False
         try:
             self.sock.close()  # neither the guardian nor the branch may hold the parent's channel
             sock = socket.socket(fileno=fd)
             os.setsid()
-            branch = os.fork()
-            if branch:
-                guard(branch, sock, float(self.cpu_hard))
+            if guarded:
+                branch = os.fork()
+                if branch:
+                    guard(branch, sock, float(self.cpu_hard))
             self.sock = sock
             self.pid = os.getpid()
-            self.branches = []
+            self.branches = set()
             self._enter_scratch(msg.get("scratch"))
             self.hello()
             return True
@@ -317,14 +328,18 @@ class Interpreter:
             os._exit(70)
 
     def _reap(self) -> None:
-        """Collect the guardians of branches that ended (targeted waits only)."""
+        """Collect the branches (or their guardians) that ended (targeted waits only)."""
         for pid in list(self.branches):
             try:
                 done, _status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 done = pid  # already collected (by the cell's own os.wait, for instance)
             if done:
-                self.branches.remove(pid)
+                self.branches.discard(pid)
+
+    def _on_child(self, _signum: int, _frame: Any) -> None:
+        if os.getpid() == self.pid:  # not in a child the cell forked
+            self._reap()
 
     def _enter_scratch(self, target: str | None) -> None:
         """Copy the parent's working directory into the branch's own, and move there.
@@ -333,8 +348,15 @@ class Interpreter:
         written elsewhere (absolute paths into ``/tmp``) stay shared with the family.
         """
         src = os.getcwd()
-        if target is None:
-            target = tempfile.mkdtemp(prefix="branch-", dir="/tmp")
-        shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True)
+        if target is None:  # named by pid: mkdtemp's random name costs a millisecond in a fork
+            target = f"/tmp/branch-{os.getpid()}"
+            try:
+                os.mkdir(target, 0o700)
+            except FileExistsError:  # left by an earlier branch with a recycled pid
+                target = tempfile.mkdtemp(prefix="branch-", dir="/tmp")
+        with os.scandir(src) as entries:
+            empty = next(entries, None) is None
+        if not empty:  # an empty directory is the common case, and copytree costs a millisecond
+            shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True)
         os.chdir(target)
         os.environ["HOME"] = os.environ["PWD"] = target

@@ -6,7 +6,8 @@ network (no interface, or only a loopback of its own) and System V IPC namespace
 ``/tmp``, sets its resource limits, drops every capability and becomes a uid that no other
 session uses, before any model code exists. A session
 is two processes: a tiny guardian that waits for the interpreter and reports how it died, and the
-interpreter itself (:mod:`.cells`).
+interpreter itself (:mod:`.cells`). (Its branches need no guardian where the host can read exit
+statuses from pidfds: see :meth:`.cells.Interpreter.fork`.)
 
 Control protocol (host -> template, one frame per request, the session's socket end attached):
 ``{"op": "open", "uid": int | null, "scratch": str, "limits": {...}}``. The template answers
