@@ -94,9 +94,10 @@ def sandbox_env(scratch: str = "/tmp") -> dict[str, str]:
         "MPLBACKEND": "Agg",
         # Python's objects in glibc's heap, which asks for transparent huge pages (glibc 2.35+,
         # THP "madvise" or "always"): a fork then copies a few dozen 2 MB entries instead of
-        # ~12,000 page-table entries, half its cost here (benchmarks/sandbox.py).
+        # ~12,000 page-table entries, half its cost here (benchmarks/sandbox.py). One arena:
+        # each thread's own would reserve 64 MB of the address-space limit.
         "PYTHONMALLOC": "malloc",
-        "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",
+        "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1",
     }
 
 
