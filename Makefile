@@ -21,6 +21,7 @@ vllm-env:
 
 lint: setup
 	$(VENV)/bin/ruff check thor tests benchmarks examples
+	$(VENV)/bin/mypy thor
 
 clean:
 	rm -rf $(VENV) .venv-vllm build *.egg-info .pytest_cache

@@ -139,7 +139,7 @@ class Registry(Generic[T]):
             return fn
 
         if factory is not None:
-            add(factory)  # type: ignore[arg-type]
+            add(factory)
         return add
 
     def on_register(self, hook: Callable[[Entry[T]], None]) -> None:

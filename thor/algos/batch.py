@@ -115,12 +115,14 @@ class TrainSample(BaseModel):
         if episode.prompt_token_ids is None:
             raise ValueError(f"episode {episode.id}: no prompt_token_ids")
         ids, mask = episode.token_sequence()
-        sampling: list[float] | None = []
+        logprobs: list[float] = []
+        complete = True
         for t in episode.turns:
             if t.logprobs is None or t.token_ids is None or len(t.logprobs) != len(t.token_ids):
-                sampling = None
+                complete = False
                 break
-            sampling += list(t.logprobs) + [0.0] * len(t.observation_token_ids or [])
+            logprobs += list(t.logprobs) + [0.0] * len(t.observation_token_ids or [])
+        sampling = logprobs if complete else None
         last = episode.turns[-1] if episode.turns else None
         if (
             eos_token_id is not None

@@ -63,7 +63,7 @@ class GRPO(Algorithm):
         """Advantages of one or more consecutive groups of rewards."""
         if self.config.advantage == "rloo":
             return rloo_advantages(rewards, group_size)
-        scale = "none" if self.config.advantage == "drgrpo" else "std"
+        scale: Literal["std", "none"] = "none" if self.config.advantage == "drgrpo" else "std"
         return group_advantages(rewards, group_size, scale=scale, eps=self.config.eps)
 
     def keep_group(self, rewards: torch.Tensor) -> bool:

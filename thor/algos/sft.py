@@ -328,7 +328,7 @@ def _metrics_callback(path: Path) -> Any:
     metrics = MetricsLog(path)
     metrics.truncate_after(0)
 
-    class _ToJsonl(TrainerCallback):  # type: ignore[misc]
+    class _ToJsonl(TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
             if logs and "loss" in logs:
                 row = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}

@@ -228,7 +228,7 @@ def _branch(
     return BranchPoint(
         episode_id=episode.id,
         turn_index=index,
-        source=source,  # type: ignore[arg-type]
+        source=source,
         prompt_text=history_text + prefix_text,
         prompt_token_ids=history_ids + prefix_ids,
         history_tokens=len(history_ids),

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate an agent on a benchmark (resumable)")
     p.add_argument("--benchmark", default="math500", help="shipped benchmark name or a JSONL file")
     p.add_argument("--agent", choices=["cot", "tir", "thor"], default="tir")
@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     if args.compare:
-        console.print(compare_runs(*args.compare, console=console))
+        first, second = args.compare
+        console.print(compare_runs(first, second, console=console))
         return 0
     cfg = EvalConfig(
         benchmark=args.benchmark,

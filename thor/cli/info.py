@@ -6,7 +6,7 @@ import argparse
 import platform
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show versions and registered parts")
     p.set_defaults(func=run)
 

@@ -6,7 +6,7 @@ import argparse
 import os
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sandbox", help="serve the code sandbox over HTTP, or check its isolation")
     cmds = p.add_subparsers(dest="sandbox_command", metavar="SUBCOMMAND", required=True)
 

@@ -7,7 +7,7 @@ import argparse
 from thor.cli.train import add_config_arguments, load_run_config, print_config, setup_run
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sft",
         help="cold-start SFT on TIRGen data (loss on model-written tokens only)",

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a policy with RL (GRPO, THOR...) from a run config (resumable)",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import gymnasium
 from pydantic import Field
@@ -92,7 +92,7 @@ class TIREnv(gymnasium.Env[str, str]):
     the next ``reset()``. ``fork()`` returns an independent copy that the caller owns and closes.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    metadata: dict[str, Any] = {"render_modes": ["ansi"]}  # noqa: RUF012 (gymnasium's own)
 
     def __init__(
         self,
@@ -241,7 +241,7 @@ class TIREnv(gymnasium.Env[str, str]):
         twin._np_random = copy.deepcopy(self._np_random)
         return twin
 
-    def render(self) -> str | None:  # type: ignore[override]
+    def render(self) -> str | None:
         if self.render_mode != "ansi" or self._episode is None:
             return None
         return self._episode.problem + "\n\n" + self._episode.response_text()

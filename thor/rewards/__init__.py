@@ -122,7 +122,8 @@ def resolve_reward(
     if isinstance(spec, Mapping):
         if kwargs:
             raise TypeError("keyword arguments apply to a single named reward, not to a mapping")
-        return Weighted(dict(spec))
+        terms: dict[str | Callable[[Episode], float], float] = {k: v for k, v in spec.items()}
+        return Weighted(terms)
     if callable(spec):
         return spec
     raise TypeError(f"cannot make a reward from {type(spec).__name__}")

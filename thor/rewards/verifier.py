@@ -282,9 +282,9 @@ class Verifier:
         if pred is None:
             return Verdict(equal=False, reason=f"refused: prediction is {why}"), None
         for text, role in ((gold, "gold"), (pred, "prediction")):
-            why = refusal(text, role, max_chars=self.config.max_answer_chars)
-            if why:
-                return Verdict(equal=False, reason=f"refused: {why}"), None
+            problem = refusal(text, role, max_chars=self.config.max_answer_chars)
+            if problem:
+                return Verdict(equal=False, reason=f"refused: {problem}"), None
         cached = self._cache.get((gold, pred)) if self.config.cache_size else None
         if cached is not None:
             return cached.model_copy(update={"cached": True}), None

@@ -100,11 +100,12 @@ def check_prompts(prompts: Sequence[Prompt]) -> list[Prompt]:
         elif isinstance(p, Sequence) and all(
             isinstance(t, int) and not isinstance(t, bool) for t in p
         ):
-            if not p:
+            ids = [int(t) for t in p]
+            if not ids:
                 raise ValueError(f"prompt {i} is an empty list of token ids")
-            if min(p) < 0:
+            if min(ids) < 0:
                 raise ValueError(f"prompt {i} has a negative token id")
-            out.append(list(p))
+            out.append(ids)
         else:
             raise TypeError(
                 f"prompt {i} must be a str or a list of token ids, got {type(p).__name__}"

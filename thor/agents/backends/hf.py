@@ -147,7 +147,8 @@ class HFPolicy(HFTokenizerText):
             cfg.dtype, device
         ):  # GGUF loads dequantised float32
             model = model.to(_torch_dtype(cfg.dtype, device))
-        model.to(torch.device(device)).eval()
+        # transformers types PreTrainedModel.to as taking the model itself
+        model.to(torch.device(device)).eval()  # type: ignore[arg-type]
         tokenizer = load_hf_tokenizer(cfg.model)
         name = cfg.name or ("embedded" if is_embedded(cfg.model) else Path(cfg.model).name)
         self._setup(
@@ -157,7 +158,7 @@ class HFPolicy(HFTokenizerText):
             max_batch_size=cfg.max_batch_size,
             max_model_len=cfg.max_model_len,
         )
-        self.config = cfg
+        self.config: HFPolicyConfig | None = cfg  # None when wrapping a model in memory
 
     @classmethod
     def from_model(
@@ -207,7 +208,7 @@ class HFPolicy(HFTokenizerText):
             else min(self.eos_token_ids, default=0)
         )
         ctx = max_model_len or getattr(model.config, "max_position_embeddings", None) or 4096
-        self._dm = DecodeModel(
+        self._dm: DecodeModel | None = DecodeModel(
             model, int(pad), self.eos_token_ids, self.decode, int(ctx), vocab_size=len(tokenizer)
         )
         self._closed = False

@@ -206,7 +206,8 @@ class OpenAIPolicy(HFTokenizerText):
 
     def _tokens(self, choice: dict[str, Any], text: str) -> tuple[list[int], list[float] | None]:
         lp = choice.get("logprobs")
-        tokens = lp.get("tokens") if isinstance(lp, dict) else None
+        lp = lp if isinstance(lp, dict) else {}
+        tokens = lp.get("tokens")
         if isinstance(tokens, list) and tokens:
             matches = [_TOKEN_ID.match(t) if isinstance(t, str) else None for t in tokens]
             if all(matches):

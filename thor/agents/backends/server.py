@@ -209,7 +209,8 @@ class PolicyServer:
             raise PolicyError(f"cannot serve on {host}:{port}: {err}") from err
         self._batcher = _Batcher(policy, max_batch, batch_wait_s)
         self._httpd.daemon_threads = True
-        self.host, self.port = self._httpd.server_address[:2]
+        address = self._httpd.server_address
+        self.host, self.port = str(address[0]), int(address[1])
         self._thread: threading.Thread | None = None
 
     @property

@@ -105,7 +105,7 @@ def _problem(kind: Kind, params: dict[str, Any], canonical: str, split: Split, t
     text = kind.templates[t].format(**params, **kind.text(params))
     answer, steps = kind.solve(params)
     meta = SyntheticMeta(
-        family=kind.family,  # type: ignore[arg-type]
+        family=kind.family,
         kind=kind.name,
         difficulty=kind.difficulty,
         template=t,

@@ -217,17 +217,20 @@ def _safe_arith(tree: ast.Expression) -> bool:
     allowed = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.operator, ast.unaryop)
     if not ops or not all(isinstance(n, allowed) for n in ast.walk(tree)):
         return False
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in nums):
+    numbers = [v for v in nums if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) != len(nums):
         return False
     for n in ast.walk(tree):  # no runaway powers: the sandbox would time out
         if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow):
             exp = n.right
-            if not isinstance(exp, ast.Constant) or abs(exp.value) > _MAX_EXPONENT:
+            if not isinstance(exp, ast.Constant) or not isinstance(exp.value, int | float):
                 return False
-    if sum(len(str(v)) for v in nums) > _MAX_DIGITS:
+            if abs(exp.value) > _MAX_EXPONENT:
+                return False
+    if sum(len(str(v)) for v in numbers) > _MAX_DIGITS:
         return False
     has_pow = any(isinstance(o, ast.Pow) for o in ops)
-    return has_pow or any(abs(v) >= 10 for v in nums)  # skip single-digit sums: trivial
+    return has_pow or any(abs(v) >= 10 for v in numbers)  # skip single-digit sums: trivial
 
 
 def _code_arith(expr: str, followed_by_eq: bool) -> str | None:

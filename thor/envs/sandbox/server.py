@@ -136,8 +136,8 @@ class SandboxServer:
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
+        host, port = str(self.httpd.server_address[0]), int(self.httpd.server_address[1])
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}"
 
     def start(self) -> SandboxServer:

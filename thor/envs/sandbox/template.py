@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import Any, TypeGuard
 
 from thor.envs.sandbox.channel import Channel, ChannelError
 from thor.envs.sandbox.config import LocalSandboxConfig
@@ -263,5 +263,5 @@ def death_reason(msg: dict[str, Any]) -> str:
     return "the interpreter died"
 
 
-def _num(v: object) -> bool:
+def _num(v: object) -> TypeGuard[int | float]:
     return isinstance(v, int | float) and not isinstance(v, bool)

@@ -78,7 +78,8 @@ class Interpreter:
         self.ns = module.__dict__
         self.null = os.open("/dev/null", os.O_RDWR)
         os.set_inheritable(self.null, False)
-        self.out = self.err = None
+        self.out: io.TextIOWrapper
+        self.err: io.TextIOWrapper
         self._new_streams()
         sys.path.insert(0, "")  # like the REPL: modules written into the scratch directory import
         signal.signal(signal.SIGALRM, self._on_signal)
