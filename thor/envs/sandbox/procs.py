@@ -71,11 +71,9 @@ def exit_status_supported() -> bool:
     except OSError:
         return False
     pidfd = -1
-    try:
+    with contextlib.suppress(OSError):
         pidfd = os.pidfd_open(pid)
-    except OSError:
-        pass
-    finally:
+    with contextlib.suppress(ChildProcessError):  # SIGCHLD ignored by the host: reaped already
         os.waitpid(pid, 0)
     if pidfd < 0:
         return False
