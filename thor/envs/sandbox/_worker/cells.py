@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
 import io
 import linecache
 import math
@@ -103,7 +104,11 @@ class Interpreter:
                         continue  # this is the branch: it said hello on its own socket
                     reply = {"type": "forked"}
                 except OSError as err:
-                    reply = {"type": "error", "message": f"fork failed: {err}"}
+                    hint = " (the session's process limit)" if err.errno == errno.EAGAIN else ""
+                    reply = {
+                        "type": "error",
+                        "message": f"the interpreter could not fork: {err}{hint}",
+                    }
             elif op == "ping":
                 reply = {"type": "pong"}
             else:
