@@ -60,6 +60,26 @@ def test_batched_greedy_equals_one_at_a_time(smol: HFPolicy) -> None:
         assert smol.generate([p], params)[0].token_ids == b.token_ids
 
 
+def test_a_tool_integrated_transcript_reuses_the_prefix_cache_and_generates_the_same(
+    smol: HFPolicy,
+) -> None:
+    """Three turns of code and output: the cached policy prefills only what is new, and its tokens
+    and logprobs are those of a policy without the cache on the same weights."""
+    assert smol.prefix_cache is not None
+    plain = HFPolicy.from_model(smol.model, smol.tokenizer)
+    params = SamplingParams(max_tokens=32, temperature=0.0, stop=["```output"])
+    output = smol.encode("\n```output\n156\n```\n")
+    ctx = [smol.encode(chat(smol, q + " Use python.")) for q in QUESTIONS]
+    before = smol.prefix_cache.stats.reused_tokens
+    for _ in range(3):
+        a, b = smol.generate(ctx, params), plain.generate(ctx, params)
+        for x, y in zip(a, b, strict=True):
+            assert x.token_ids == y.token_ids
+            assert x.logprobs == pytest.approx(y.logprobs, abs=2e-3)
+        ctx = [c + x.token_ids + output for c, x in zip(ctx, a, strict=True)]
+    assert smol.prefix_cache.stats.reused_tokens - before > sum(len(c) for c in ctx) // 2
+
+
 def test_seeded_sampling_in_a_group(smol: HFPolicy) -> None:
     group = [chat(smol, QUESTIONS[0])] * 4
     params = SamplingParams(max_tokens=24, temperature=0.8, seed=3)

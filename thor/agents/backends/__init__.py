@@ -4,7 +4,7 @@ Registered in :data:`thor.POLICIES` (this module is imported lazily, on the firs
 light: torch, transformers and vllm load only when a policy is built):
 
 - ``hf``: :class:`~thor.agents.backends.hf.HFPolicy` (transformers, CPU or GPU; a model directory,
-  a GGUF file, or the embedded SmolLM2-135M-Instruct);
+  a GGUF file, or the embedded SmolLM2-135M-Instruct; a prefix cache across calls);
 - ``vllm``: :class:`~thor.agents.backends.vllm_engine.VLLMPolicy` (the offline engine, prefix
   caching, ``update_weights``; needs vllm, e.g. the ``.venv-vllm`` that scripts/setup_vllm.sh makes);
 - ``openai``: :class:`~thor.agents.backends.openai_client.OpenAIPolicy` (any OpenAI-compatible

@@ -4,6 +4,8 @@ Written by hand rather than through ``model.generate`` because it was faster her
 benchmarks/backends.py) and because it can do what ``generate`` cannot:
 
 - identical prompts (a GRPO group) are prefilled once and their cache rows copied;
+- with a :class:`~thor.agents.backends._prefix.PrefixCache`, a prompt that extends an earlier
+  call's sequence (the next turn of a transcript) is prefilled only from where they part;
 - finished rows leave the batch (the cache is compacted), so a batch of episodes at different
   lengths does not pay for its finished members, and padding columns that no remaining row needs
   are dropped;
@@ -21,6 +23,7 @@ from typing import Any
 
 import torch
 
+from thor.agents.backends._prefix import KV, CacheEntry, PrefixCache
 from thor.agents.backends.base import Decode, StopChecker, TickTokens
 from thor.types import SamplingParams
 
@@ -33,6 +36,7 @@ class DecodeModel:
 
     ``vocab_size``: the tokenizer's; with it, stop checks decode text only at tokens that may
     hold a backtick (:class:`~thor.agents.backends.base.TickTokens`, built on first use).
+    ``prefix``: the prefix cache shared by this model's calls, or None for none.
     """
 
     model: Any
@@ -41,6 +45,7 @@ class DecodeModel:
     decode: Decode
     max_len: int
     vocab_size: int | None = None
+    prefix: PrefixCache | None = None
     cache_kwarg: str = field(init=False)
     _ticks: TickTokens | None = field(init=False, default=None)
 
@@ -72,9 +77,12 @@ _UNIFORM_CHUNK = 256
 @dataclass
 class _Row:
     index: int
+    prompt: list[int]
     checker: StopChecker
     generator: torch.Generator
     logprobs: list[float] = field(default_factory=list)
+    fed: list[int] = field(default_factory=list)
+    """Tokens fed to the model after the prompt (the cache holds their keys and values)."""
 
 
 class _Uniforms:
@@ -157,6 +165,7 @@ def decode_batch(
     rows = [
         _Row(
             i,
+            list(p),
             StopChecker(
                 dm.decode,
                 params,
@@ -172,28 +181,66 @@ def decode_batch(
         r for r in rows if not r.checker.done
     ]  # a prompt that fills the context: empty, "length"
     if live:
-        _run(dm, [prompts[r.index] for r in live], live, params)
+        if dm.prefix is not None:
+            dm.prefix.check_weights(dm.model)
+        _run(dm, live, params)
     return [(list(r.checker.ids), r.logprobs, r.checker.finish_reason or "length") for r in rows]
 
 
 def _prefill(
-    dm: DecodeModel, prompts: Sequence[list[int]]
+    dm: DecodeModel, rows: list[_Row]
+) -> tuple[list[_Row], Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prefill every row's prompt; return the rows in cache order, the cache, last logits, mask, next positions.
+
+    Rows whose prompt extends a cached sequence are prefilled together from the cache; the others
+    together from scratch; the two caches are then joined (left padded to one width).
+    """
+    hits = [dm.prefix.match(r.prompt) if dm.prefix is not None else (None, 0) for r in rows]
+    warm = [i for i, (_, n) in enumerate(hits) if n]
+    cold = [i for i, (_, n) in enumerate(hits) if not n]
+    parts = [
+        _prefill_group(dm, [rows[i].prompt for i in group], [hits[i] for i in group])
+        for group in (cold, warm)
+        if group
+    ]
+    order = [rows[i] for i in cold + warm]
+    if len(parts) == 1:
+        return (order, *parts[0])
+    return (order, *_join(parts))
+
+
+def _prefill_group(
+    dm: DecodeModel, prompts: Sequence[list[int]], hits: Sequence[tuple[CacheEntry | None, int]]
 ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run the distinct prompts once (left padded); expand the cache to one row per prompt."""
+    """Run the distinct prompts once, each from its cached prefix if any; one cache row per prompt.
+
+    The input is the last ``S`` tokens of every prompt, ``S`` the longest part not cached; the
+    tokens before them come from the cache (so a prompt reuses ``len - S`` of its cached tokens).
+    Every row stays one contiguous run of real columns, left padded.
+    """
     from transformers import DynamicCache
 
     unique: dict[tuple[int, ...], int] = {}
     row_map = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
-    distinct = list(unique)
-    width = max(len(p) for p in distinct)
-    ids = torch.full((len(distinct), width), dm.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(distinct), width), dtype=torch.long)
-    for j, p in enumerate(distinct):
-        ids[j, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-        mask[j, width - len(p) :] = 1
-    pos = (mask.cumsum(-1) - 1).clamp_(min=0)
-    cache = DynamicCache()
+    firsts = {j: i for i, j in reversed(list(enumerate(row_map)))}
+    distinct = [list(p) for p in unique]
+    entries = [hits[firsts[j]][0] for j in range(len(distinct))]
+    reuse = [hits[firsts[j]][1] for j in range(len(distinct))]
+    width = max(len(p) - n for p, n in zip(distinct, reuse, strict=True))
+    used = [max(len(p) - width, 0) for p in distinct]
+    past = max(used)
+    n_rows = len(distinct)
+    ids = torch.full((n_rows, width), dm.pad_id, dtype=torch.long)
+    mask = torch.zeros((n_rows, past + width), dtype=torch.long)
+    pos = torch.zeros((n_rows, width), dtype=torch.long)
+    for j, (p, u) in enumerate(zip(distinct, used, strict=True)):
+        tail = p[u:]
+        ids[j, width - len(tail) :] = torch.tensor(tail, dtype=torch.long)
+        pos[j, width - len(tail) :] = torch.arange(u, len(p))
+        mask[j, past - u : past] = 1  # cached tokens
+        mask[j, past + width - len(tail) :] = 1  # then the input (u > 0: no padding in between)
     dev = dm.device
+    cache = DynamicCache(ddp_cache_data=_assemble(entries, used, past)) if past else DynamicCache()
     out = dm.model(
         input_ids=ids.to(dev),
         attention_mask=mask.to(dev),
@@ -203,17 +250,84 @@ def _prefill(
         **{dm.cache_kwarg: cache},
     )
     idx = torch.tensor(row_map, dtype=torch.long)
-    if row_map != list(range(len(distinct))):
+    if row_map != list(range(n_rows)):
         cache.batch_select_indices(idx.to(dev))
     return cache, out.logits[idx.to(dev), -1], mask[idx].to(dev), pos[idx, -1].to(dev) + 1
 
 
-def _run(
-    dm: DecodeModel, prompts: Sequence[list[int]], rows: list[_Row], params: SamplingParams
+def _assemble(entries: Sequence[CacheEntry | None], used: Sequence[int], width: int) -> KV:
+    """A batch's past keys and values: the first ``used[j]`` cached tokens of row ``j``, left padded."""
+    first = next(e for e in entries if e is not None)
+    out: KV = []
+    for layer, (k0, v0) in enumerate(first.kv):
+        keys = k0.new_zeros((len(entries), k0.shape[0], width, k0.shape[-1]))
+        values = v0.new_zeros((len(entries), v0.shape[0], width, v0.shape[-1]))
+        for j, (entry, u) in enumerate(zip(entries, used, strict=True)):
+            if entry is not None and u:
+                k, v = entry.kv[layer]
+                keys[j, :, width - u :] = k[:, :u]
+                values[j, :, width - u :] = v[:, :u]
+        out.append((keys, values))
+    return out
+
+
+def _join(
+    parts: Sequence[tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]],
+) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stack prefilled groups into one batch, left padding the narrower caches and masks."""
+    from transformers import DynamicCache
+
+    width = max(mask.shape[1] for _, _, mask, _ in parts)
+    layers = [_plain_layers(cache) for cache, _, _, _ in parts]
+    if any(ls is None for ls in layers):
+        raise RuntimeError("a prefix-cached prefill needs a plain full-attention cache")
+    joined: KV = []
+    for i in range(len(layers[0] or [])):
+        keys, values = [], []
+        for ls, (_, _, mask, _) in zip(layers, parts, strict=True):
+            x = (ls or [])[i]
+            pad = width - mask.shape[1]
+            keys.append(torch.nn.functional.pad(x.keys, (0, 0, pad, 0)))
+            values.append(torch.nn.functional.pad(x.values, (0, 0, pad, 0)))
+        joined.append((torch.cat(keys), torch.cat(values)))
+    masks = [torch.nn.functional.pad(m, (width - m.shape[1], 0)) for _, _, m, _ in parts]
+    return (
+        DynamicCache(ddp_cache_data=joined),
+        torch.cat([logits for _, logits, _, _ in parts]),
+        torch.cat(masks),
+        torch.cat([p for _, _, _, p in parts]),
+    )
+
+
+def _plain_layers(cache: Any) -> list[Any] | None:
+    """The cache's layers if every one is a plain full-attention ``[batch, heads, seq, dim]`` cache."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(x) is not DynamicLayer for x in layers):
+        return None
+    if any(not isinstance(x.keys, torch.Tensor) or x.keys.dim() != 4 for x in layers):
+        return None
+    return list(layers)
+
+
+def _store(
+    dm: DecodeModel, cache: Any, mask: torch.Tensor, batch: list[_Row], which: Sequence[int]
 ) -> None:
-    cache, logits, mask, next_pos = _prefill(dm, prompts)
+    """Keep the keys and values of rows ``which`` in the prefix cache (padding cut off)."""
+    layers = _plain_layers(cache) if dm.prefix is not None else None
+    if dm.prefix is None or layers is None or layers[0].keys.shape[-2] != mask.shape[1]:
+        return
+    lead = mask.argmax(dim=1).tolist()  # first real column of each row
+    for j in which:
+        r, s = batch[j], int(lead[j])
+        kv = [(x.keys[j, :, s:].clone(), x.values[j, :, s:].clone()) for x in layers]
+        dm.prefix.store(r.prompt + r.fed, kv)
+
+
+def _run(dm: DecodeModel, rows: list[_Row], params: SamplingParams) -> None:
+    batch, cache, logits, mask, next_pos = _prefill(dm, rows)  # batch: the row of each cache line
     dev = dm.device
-    batch = list(rows)  # the row each line of the cache belongs to
     uniforms = _Uniforms(batch, dev) if params.temperature > 0 else None
     while True:
         u = uniforms.next(batch) if uniforms is not None else None
@@ -225,18 +339,24 @@ def _run(
                 continue
             if r.checker.push(int(tok)) != "eos":
                 r.logprobs.append(lp)
+        fed = [int(t) for t in host[0]]
         alive = [j for j, r in enumerate(batch) if not r.checker.done]
         if not alive:
+            _store(dm, cache, mask, batch, range(len(batch)))
             return
         dead = len(batch) - len(alive)
         if dead and dead >= max(1, len(batch) // 4):
+            _store(dm, cache, mask, batch, [j for j, r in enumerate(batch) if r.checker.done])
             idx = torch.tensor(alive, dtype=torch.long, device=dev)
             cache.batch_select_indices(idx)
             batch = [batch[j] for j in alive]
+            fed = [fed[j] for j in alive]
             tokens, mask, next_pos = tokens[idx], mask[idx], next_pos[idx]
             if uniforms is not None:
                 uniforms.select(idx)
             mask = _trim_left(cache, mask)
+        for r, tok in zip(batch, fed, strict=True):
+            r.fed.append(tok)
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
         out = dm.model(
             input_ids=tokens.unsqueeze(-1),

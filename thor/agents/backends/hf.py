@@ -2,7 +2,9 @@
 
 Generation runs thor's own batched decode loop (:mod:`thor.agents.backends._decode`): left
 padding, a KV cache, per-row stop checks, rows leaving the batch as they finish, and an early exit
-when every row is done. Loading is offline (``local_files_only``): thor never downloads weights.
+when every row is done. A prefix cache (:mod:`thor.agents.backends._prefix`) keeps each finished
+row's keys and values, so a prompt that continues an earlier call is prefilled only from where they
+part. Loading is offline (``local_files_only``): thor never downloads weights.
 
 Example:
     >>> from thor.agents.backends.hf import HFPolicy, HFPolicyConfig
@@ -53,6 +55,12 @@ class HFPolicyConfig(ThorConfig):
         None, ge=1, description="Context length (prompt + completion); default: the model's own"
     )
     name: str | None = Field(None, description="Display name; default: the model's")
+    prefix_cache_mb: int = Field(
+        4096,
+        ge=0,
+        description="Budget of the prefix cache (keys and values of earlier calls, reused when a "
+        "prompt extends one: the next turn of a transcript); 0 turns it off",
+    )
 
 
 def resolve_model_path(model: str) -> tuple[Path, str | None]:
@@ -157,6 +165,7 @@ class HFPolicy(HFTokenizerText):
             name=name,
             max_batch_size=cfg.max_batch_size,
             max_model_len=cfg.max_model_len,
+            prefix_cache_mb=cfg.prefix_cache_mb,
         )
         self.config: HFPolicyConfig | None = cfg  # None when wrapping a model in memory
 
@@ -169,10 +178,14 @@ class HFPolicy(HFTokenizerText):
         name: str | None = None,
         max_batch_size: int = 64,
         max_model_len: int | None = None,
+        prefix_cache_mb: int = 0,
     ) -> HFPolicy:
         """Wrap a model already in memory (no copy), e.g. the very module a trainer is training.
 
-        Generation switches the model to eval mode and restores its mode afterwards.
+        Generation switches the model to eval mode and restores its mode afterwards. The prefix
+        cache is off unless ``prefix_cache_mb`` is given: it is emptied whenever the parameters
+        change in place (PyTorch's version counters), but a trainer that writes weights behind
+        autograd's back (``param.data[...] = ...``) or toggles adapters would leave it stale.
         """
         self = cls.__new__(cls)
         self._setup(
@@ -181,6 +194,7 @@ class HFPolicy(HFTokenizerText):
             name=name or _model_name(model),
             max_batch_size=max_batch_size,
             max_model_len=max_model_len,
+            prefix_cache_mb=prefix_cache_mb,
         )
         self.config = None
         return self
@@ -193,8 +207,10 @@ class HFPolicy(HFTokenizerText):
         name: str,
         max_batch_size: int,
         max_model_len: int | None,
+        prefix_cache_mb: int,
     ) -> None:
         from thor.agents.backends._decode import DecodeModel
+        from thor.agents.backends._prefix import PrefixCache
 
         self.model = model
         self.tokenizer = tokenizer
@@ -208,8 +224,15 @@ class HFPolicy(HFTokenizerText):
             else min(self.eos_token_ids, default=0)
         )
         ctx = max_model_len or getattr(model.config, "max_position_embeddings", None) or 4096
+        self.prefix_cache = PrefixCache(prefix_cache_mb << 20) if prefix_cache_mb > 0 else None
         self._dm: DecodeModel | None = DecodeModel(
-            model, int(pad), self.eos_token_ids, self.decode, int(ctx), vocab_size=len(tokenizer)
+            model,
+            int(pad),
+            self.eos_token_ids,
+            self.decode,
+            int(ctx),
+            vocab_size=len(tokenizer),
+            prefix=self.prefix_cache,
         )
         self._closed = False
 
@@ -255,6 +278,8 @@ class HFPolicy(HFTokenizerText):
         self._closed = True
         self.model = None
         self._dm = None
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
 
     def __repr__(self) -> str:
         return f"HFPolicy({self.name!r}{', closed' if self._closed else ''})"
