@@ -103,7 +103,7 @@ def main() -> None:
                     )
                     print(f"round {r} {name}: {wall:.1f} s, {funnel.samples} samples")
                 walls[name].append(wall)
-    stats = cached.prefix_cache.stats if cached.prefix_cache else None
+    stats = cached.prefix_cache.stats if cached.prefix_cache is not None else None
     title = (
         f"prefix cache, {args.rows} rows x {args.turns} turns of {args.step} tokens"
         if args.workload == "turns"
