@@ -151,3 +151,34 @@ def test_match_is_the_longest_common_prefix_within_the_budget(
     assert n == (min(best, len(prompt) - 1) if min(best, len(prompt) - 1) >= 1 else 0)
     if entry is not None:
         assert np.array_equal(entry.ids[:n], np.asarray(prompt[:n]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(1, 4), st.integers(1, 40), st.integers(0, 39)), max_size=12
+    ),
+    overhead=st.integers(0, 64),
+)
+def test_prefill_groups_partition_the_rows_and_cost_no_more_than_one_batch(
+    rows: list[tuple[int, int, int]], overhead: int
+) -> None:
+    from thor.agents.backends._decode import _group_by_suffix
+
+    prompts = [tuple([kind] * length) for kind, length, _ in rows]
+    reused = [min(r, len(p) - 1) for (_, _, r), p in zip(rows, prompts, strict=True)]
+    reused = [  # identical prompts get identical hits, as PrefixCache.match gives them
+        reused[prompts.index(p)] for p in prompts
+    ]
+    groups = _group_by_suffix(prompts, reused, overhead)
+    assert sorted(i for g in groups for i in g) == list(range(len(rows)))
+    where = {i: gi for gi, g in enumerate(groups) for i in g}
+    for i, p in enumerate(prompts):
+        assert where[i] == where[prompts.index(p)]  # identical prompts prefilled together
+
+    def cost(group: list[int]) -> int:
+        distinct = {prompts[i]: len(prompts[i]) - reused[i] for i in group}
+        return len(distinct) * max(distinct.values()) + overhead
+
+    if rows:
+        assert sum(cost(g) for g in groups) <= cost(list(range(len(rows))))

@@ -192,14 +192,14 @@ def _prefill(
 ) -> tuple[list[_Row], Any, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Prefill every row's prompt; return the rows in cache order, the cache, last logits, mask, next positions.
 
-    Without a prefix cache, all rows are one left-padded batch. With one, each prompt needs only
+    Without a prefix cache hit, all rows are one left-padded batch. Otherwise each prompt needs only
     its part after its cached prefix; a batch feeds every row as many tokens as its longest such
     part, so rows are grouped by that length (:func:`_group_by_suffix`), each group prefilled on
     its own and the caches joined (left padded to one width).
     """
-    if dm.prefix is None:
+    hits = [dm.prefix.match(r.prompt) for r in rows] if dm.prefix is not None else []
+    if not any(n for _, n in hits):  # no cache, or nothing in it (e.g. not a plain KV cache)
         return (rows, *_prefill_group(dm, [r.prompt for r in rows], [(None, 0)] * len(rows)))
-    hits = [dm.prefix.match(r.prompt) for r in rows]
     overhead = _CALL_TOKENS_CPU if dm.device.type == "cpu" else _CALL_TOKENS_GPU
     groups = _group_by_suffix([tuple(r.prompt) for r in rows], [n for _, n in hits], overhead)
     parts = [
@@ -238,7 +238,7 @@ def _group_by_suffix(
         need[p] = len(p) - n
     keys = sorted(rows_of, key=need.__getitem__)
     sizes = [need[k] for k in keys]
-    best = [0] + [0] * len(keys)  # best[j]: cost of the first j prompts
+    best = [0] * (len(keys) + 1)  # best[j]: cost of the first j prompts
     cut = [0] * (len(keys) + 1)
     for j in range(1, len(keys) + 1):
         best[j], cut[j] = min((best[i] + (j - i) * sizes[j - 1] + overhead, i) for i in range(j))
