@@ -319,14 +319,15 @@ def _join(
     from transformers import DynamicCache
 
     width = max(mask.shape[1] for _, _, mask, _ in parts)
-    layers = [_plain_layers(cache) for cache, _, _, _ in parts]
-    if any(ls is None for ls in layers):
+    maybe = [_plain_layers(cache) for cache, _, _, _ in parts]
+    layers = [ls for ls in maybe if ls is not None]
+    if len(layers) != len(parts):
         raise RuntimeError("a prefix-cached prefill needs a plain full-attention cache")
     joined: KV = []
-    for i in range(len(layers[0] or [])):
+    for i in range(len(layers[0])):
         keys, values = [], []
         for ls, (_, _, mask, _) in zip(layers, parts, strict=True):
-            x = (ls or [])[i]
+            x = ls[i]
             pad = width - mask.shape[1]
             keys.append(torch.nn.functional.pad(x.keys, (0, 0, pad, 0)))
             values.append(torch.nn.functional.pad(x.values, (0, 0, pad, 0)))
@@ -413,16 +414,8 @@ def _run(dm: DecodeModel, rows: list[_Row], params: SamplingParams) -> None:
 def _trim_left(cache: Any, mask: torch.Tensor) -> torch.Tensor:
     """Drop leading padding columns that no remaining row attends to (positions are explicit)."""
     lead = int(mask.argmax(dim=1).min())  # first real token of the least padded row
-    layers = getattr(cache, "layers", None)
-    if (
-        lead <= 0
-        or not layers
-        or not all(hasattr(x, "keys") and hasattr(x, "values") for x in layers)
-    ):
-        return mask
-    if any(not isinstance(x.keys, torch.Tensor) or x.keys.dim() != 4 for x in layers):
-        return mask
-    if any(x.keys.shape[-2] != mask.shape[1] for x in layers):  # not a plain full-attention cache
+    layers = _plain_layers(cache)
+    if lead <= 0 or layers is None or any(x.keys.shape[-2] != mask.shape[1] for x in layers):
         return mask
     for x in layers:
         x.keys = x.keys[:, :, lead:]
