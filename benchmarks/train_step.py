@@ -38,7 +38,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 import thor
-from thor.envs.prompts import messages_for
+from thor.text.prompts import messages_for
 from thor.types import Episode, Problem
 
 

@@ -1,6 +1,6 @@
 """A custom env composed from thor's parts: write a function, hidden tests grade it in the sandbox.
 
-Composed from: the text protocol (:func:`thor.envs.protocol.find_code_block`), a sandbox session
+Composed from: the text protocol (:func:`thor.text.protocol.find_code_block`), a sandbox session
 (:class:`thor.envs.sandbox.LocalSandbox`), the typed results (:func:`thor.failed`) and the reward
 machinery (:class:`thor.rewards.Weighted`-style terms in ``info``). It is a plain gymnasium env,
 registered so that ``gymnasium.make("examples/FunctionTests-v0")`` works.
@@ -17,9 +17,9 @@ from pydantic import Field
 
 import thor
 from thor.config import ThorConfig
-from thor.envs.protocol import find_code_block
 from thor.envs.sandbox import LocalSandbox
 from thor.envs.spaces import UnicodeText
+from thor.text.protocol import find_code_block
 from thor.types import failed
 
 TASKS = [

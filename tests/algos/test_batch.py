@@ -7,8 +7,8 @@ from pydantic import ValidationError
 from thor.algos.batch import KINDS, TrainSample, collate
 from thor.algos.logprobs import token_logprobs
 from thor.algos.losses import GRPOLoss
-from thor.envs.protocol import format_output
 from thor.testing import tiny_model, tiny_tokenizer
+from thor.text.protocol import format_output
 from thor.types import Episode, ExecResult, ToolCall, Turn
 
 TOK = tiny_tokenizer()

@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 
 from thor.algos.batch import collate
 from thor.algos.step_level import BranchPoint, StepSample, branch_points, cut_before_fence
-from thor.envs.protocol import format_output
 from thor.testing import tiny_tokenizer
+from thor.text.protocol import format_output
 from thor.types import DiscardedAttempt, Episode, ExecResult, ToolCall, Turn
 
 TOK = tiny_tokenizer()

@@ -13,8 +13,8 @@ from thor.agents.backends.base import (
     apply_stops,
     check_prompts,
 )
-from thor.envs.protocol import code_close_end
 from thor.testing import ByteTokenizer, tiny_tokenizer
+from thor.text.protocol import code_close_end
 from thor.types import SamplingParams
 
 TINY = tiny_tokenizer()

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from thor.envs.protocol import (
+from thor.text.protocol import (
     OutputFormat,
     code_close_end,
     extract_boxed,

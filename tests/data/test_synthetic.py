@@ -28,8 +28,8 @@ from thor.data.synthetic import (
     render_solution,
     write_problems_jsonl,
 )
-from thor.envs.protocol import find_code_blocks
 from thor.errors import ConfigError
+from thor.text.protocol import find_code_blocks
 from thor.types import Problem
 
 BY_NAME = {k.name: k for k in KINDS}

@@ -42,7 +42,7 @@ class FakeVerifier:
         self.asked: list[tuple[str, str]] = []
 
     def verify_response(self, gold: str, response: str) -> VerifierVerdict:
-        from thor.envs.protocol import extract_boxed
+        from thor.text.protocol import extract_boxed
 
         pred = extract_boxed(response) or ""
         self.asked.append((gold, pred))

@@ -17,7 +17,7 @@ from thor.data.tirgen.text import (
     split_fenced,
     text_of_parts,
 )
-from thor.envs.protocol import find_code_blocks, format_output
+from thor.text.protocol import find_code_blocks, format_output
 from thor.types import ExecResult
 
 

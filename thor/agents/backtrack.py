@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from thor.envs.protocol import find_code_blocks
+from thor.text.protocol import find_code_blocks
 from thor.types import Turn
 
 __all__ = ["TurnPrefix", "cut_before_call", "tokens_before_offset"]

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from thor.config import ThorConfig
-from thor.envs.prompts import PromptStyle
+from thor.text.prompts import PromptStyle
 
 __all__ = ["AgentKind", "RolloutConfig"]
 

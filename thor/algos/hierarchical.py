@@ -32,8 +32,8 @@ from thor.algos.base import CollectContext, Collected
 from thor.algos.batch import TrainSample
 from thor.algos.grpo import GRPO, GRPOConfig
 from thor.algos.step_level import BranchPoint, StepSample, branch_points
-from thor.envs.protocol import find_code_block
 from thor.envs.tir import TIREnv
+from thor.text.protocol import find_code_block
 from thor.types import SamplingParams, Turn, failed
 
 __all__ = ["ThorAlgorithm", "ThorAlgorithmConfig", "sample_step_groups"]

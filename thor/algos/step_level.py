@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from thor.agents.backtrack import tokens_before_offset
 from thor.algos.batch import TrainSample
-from thor.envs.protocol import find_code_blocks
+from thor.text.protocol import find_code_blocks
 from thor.types import Episode, ExecResult, Turn, failed
 
 __all__ = ["BranchPoint", "StepSample", "branch_points", "cut_before_fence"]

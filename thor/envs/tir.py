@@ -30,12 +30,12 @@ from pydantic import Field
 
 from thor.config import ThorConfig
 from thor.data.loaders import load_problems
-from thor.envs.prompts import PromptStyle, messages_for
 from thor.envs.sandbox.base import Sandbox, Session
 from thor.envs.spaces import UnicodeText
 from thor.envs.tools import Tool, ToolContext
 from thor.errors import SandboxError
 from thor.registries import ENVS, SANDBOXES, TOOLS
+from thor.text.prompts import PromptStyle, messages_for
 from thor.types import Episode, ExecResult, Problem, Turn
 
 __all__ = ["TIREnv", "TIREnvConfig", "shared_sandbox"]
@@ -303,8 +303,8 @@ class TIREnv(gymnasium.Env[str, str]):
     def _finish(
         self, obs: str, info: dict[str, Any], *, terminated: bool, reason: str
     ) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        from thor.envs.protocol import extract_boxed
         from thor.rewards import score
+        from thor.text.protocol import extract_boxed
 
         ep = self.episode
         self._done = True

@@ -22,15 +22,15 @@ from typing import ClassVar
 from pydantic import Field
 
 from thor.config import ThorConfig
-from thor.envs.protocol import (
+from thor.envs.sandbox.base import Session
+from thor.registries import TOOLS
+from thor.text.protocol import (
     CODE_STOP_STRINGS,
     OutputFormat,
     code_close_end,
     find_code_block,
     format_output,
 )
-from thor.envs.sandbox.base import Session
-from thor.registries import TOOLS
 from thor.types import ExecResult, ToolCall
 
 __all__ = ["PythonTool", "PythonToolConfig", "Tool", "ToolContext"]

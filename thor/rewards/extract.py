@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from thor.envs.protocol import extract_boxed
+from thor.text.protocol import extract_boxed
 
 __all__ = ["ExtractionMode", "extract_answer"]
 
@@ -55,7 +55,7 @@ def extract_answer(text: str, *, mode: ExtractionMode = "boxed") -> str | None:
     Args:
         text: the model's response (any string; a non-string gives ``None``).
         mode: ``"boxed"`` (default): the content of the last closed ``\boxed{}``/``\fbox{}``,
-            nested braces matched (:func:`thor.envs.protocol.extract_boxed`). ``"lenient"``: the
+            nested braces matched (:func:`thor.text.protocol.extract_boxed`). ``"lenient"``: the
             boxed answer if there is one, else the fallbacks listed in the module docstring.
 
     Returns:

@@ -34,10 +34,10 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from pydantic import Field
 
 from thor.config import ThorConfig, validate_config
-from thor.envs.protocol import find_code_blocks
 from thor.rewards.extract import ExtractionMode, extract_answer
 from thor.rewards.repetition import has_repetition
 from thor.rewards.verifier import Verdict, Verifier, VerifierConfig, default_verifier
+from thor.text.protocol import find_code_blocks
 from thor.types import Episode, failed
 
 __all__ = [

@@ -10,7 +10,7 @@ The stop rules are applied to the decoded text of the completion so far, token b
 
 - ``eos``: the model sampled an end-of-sequence token (not included in ``token_ids``);
 - ``code_close``: with ``params.stop_at_code_close``, right after the *closing* fence of a python
-  block (:func:`thor.envs.protocol.code_close_end`); the token that completes the fence is kept,
+  block (:func:`thor.text.protocol.code_close_end`); the token that completes the fence is kept,
   with any characters it carries past the fence;
 - ``stop``: the text contains one of ``params.stop`` (the completing token is kept);
 - ``length``: ``params.max_tokens`` tokens were generated.
@@ -33,8 +33,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Container, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
-from thor.envs.protocol import code_close_end
 from thor.errors import PolicyError
+from thor.text.protocol import code_close_end
 from thor.types import Completion, FinishReason, SamplingParams
 
 __all__ = [

@@ -8,7 +8,7 @@ re-encoded with the local tokenizer, the ids may then differ from what the serve
 logprobs are ``None``.
 
 Stopping: servers only know stop strings, so the request carries ``params.stop`` plus
-:data:`thor.envs.protocol.CODE_STOP_STRINGS`, and the code-close rule is applied on the client with
+:data:`thor.text.protocol.CODE_STOP_STRINGS`, and the code-close rule is applied on the client with
 the same :class:`~thor.agents.backends.base.StopChecker` every backend uses.
 
 Logprobs are whatever the server reports. ``thor serve`` reports thor's (the temperature-scaled
@@ -55,8 +55,8 @@ from thor.agents.backends.base import (
 )
 from thor.agents.backends.embedded import is_embedded
 from thor.config import ThorConfig
-from thor.envs.protocol import CODE_STOP_STRINGS
 from thor.errors import PolicyError
+from thor.text.protocol import CODE_STOP_STRINGS
 from thor.types import Completion, FinishReason, SamplingParams
 
 __all__ = ["OpenAIPolicy", "OpenAIPolicyConfig"]

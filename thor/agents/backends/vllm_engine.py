@@ -2,7 +2,7 @@
 
 Prompts go in as token ids (``TokensPrompt``), so the engine continues exactly thor's tokens.
 vLLM stops on strings only, so the request carries ``params.stop`` plus
-:data:`~thor.envs.protocol.CODE_STOP_STRINGS`, and the code-close rule is applied to the returned
+:data:`~thor.text.protocol.CODE_STOP_STRINGS`, and the code-close rule is applied to the returned
 ids with the :class:`~thor.agents.backends.base.StopChecker` every backend shares.
 
 Logprobs: the engine runs with ``logprobs_mode="processed_logprobs"``, i.e. after temperature (and
@@ -46,8 +46,8 @@ from thor.agents.backends.base import (
 )
 from thor.agents.backends.embedded import is_embedded
 from thor.config import ThorConfig
-from thor.envs.protocol import CODE_STOP_STRINGS
 from thor.errors import PolicyError
+from thor.text.protocol import CODE_STOP_STRINGS
 from thor.types import Completion, FinishReason, SamplingParams
 
 __all__ = ["VLLMPolicy", "VLLMPolicyConfig"]

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from thor.data.tirgen.config import CodeQualityRule
 from thor.data.tirgen.text import Piece, join_pieces
-from thor.envs.protocol import extract_boxed, find_code_blocks
 from thor.rewards.repetition import has_repetition
+from thor.text.protocol import extract_boxed, find_code_blocks
 
 if TYPE_CHECKING:
     from thor.rewards.verifier import Verifier
@@ -61,7 +61,7 @@ PASS = Verdict(True)
 def check_format(pieces: Sequence[Piece]) -> Verdict:
     r"""Well-formed code and output blocks, at least one call, and an answer in ``\boxed{}``.
 
-    The text is read with the protocol's own parser (:func:`thor.envs.protocol.find_code_blocks`),
+    The text is read with the protocol's own parser (:func:`thor.text.protocol.find_code_blocks`),
     as the env reads it: every python block must be one the critic inserted and that ran (a block
     the actor wrote itself never ran), closed, and followed by its output block; no output block
     may stand without its call.

@@ -36,8 +36,8 @@ from thor.data.tirgen.text import (
     output_piece,
     snap_window,
 )
-from thor.envs.prompts import COT_SYSTEM
 from thor.errors import SandboxError
+from thor.text.prompts import COT_SYSTEM
 from thor.types import ExecResult, ExecStatus, Problem, SamplingParams, failed
 
 if TYPE_CHECKING:

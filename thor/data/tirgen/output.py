@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from thor.data.tirgen.text import Piece, join_pieces, model_spans
-from thor.envs.prompts import PROMPTS
+from thor.text.prompts import PROMPTS
 
 __all__ = ["sft_row", "sft_system_message", "token_loss_mask"]
 

@@ -2,7 +2,7 @@ r"""Text helpers of TIRGen: a tool-integrated text built from pieces, fences par
 
 A TIRGen solution is a list of :class:`Piece` objects: the actor's text, the critic's code blocks
 (written as thor's protocol writes them: ```` ```python\ncode\n``` ````) and the real tool outputs
-(``\n`` + :func:`thor.envs.protocol.format_output`, exactly the observation
+(``\n`` + :func:`thor.text.protocol.format_output`, exactly the observation
 :class:`~thor.envs.tir.TIREnv` appends). Joined, they are the completion; the pieces that are not
 tool outputs are the model-written spans a trainer keeps in the loss.
 
@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from thor.envs.protocol import OutputFormat, format_output
+from thor.text.protocol import OutputFormat, format_output
 from thor.types import ExecResult
 
 __all__ = [
