@@ -29,7 +29,10 @@ def run(
     policy: HFPolicy, tasks: list[RolloutTask], *, batch: int, cohorts: int, tokens: int
 ) -> tuple[float, list]:
     cfg = RolloutConfig(
-        agent="tir", temperature=0.0, max_response_tokens=tokens, batch_size=batch, cohorts=cohorts
+        agent={"name": "tir", "temperature": 0.0},
+        env={"max_response_tokens": tokens},
+        batch_size=batch,
+        cohorts=cohorts,
     )
     with RolloutEngine(policy, cfg) as engine:
         t0 = time.perf_counter()

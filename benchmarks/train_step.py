@@ -113,13 +113,14 @@ def run_thor(setup: Setup, model: Any, tok: Any, args: argparse.Namespace, out: 
             "loss": {"nll_coef": 0.0, "eps_low": 0.2, "eps_high": 0.28},
         },
         rollout={
-            "agent": "cot",
-            "reward": "bench_digit_share",
-            "temperature": 1.0,
-            "max_response_tokens": setup.tokens,
+            "agent": {"name": "cot", "temperature": 1.0},
+            "env": {
+                "reward": "bench_digit_share",
+                "max_response_tokens": setup.tokens,
+                "sandbox_config": {"require_isolation": not args.no_isolation},
+            },
             "batch_size": n,
             "cohorts": 1,  # no tools: one generation batch of every completion, as TRL does
-            "sandbox_config": {"require_isolation": not args.no_isolation},
         },
         optim={"lr": 1e-6, "micro_batch_size": n},
         precision=args.precision,

@@ -100,7 +100,7 @@ def main(
     config = TrainConfig(
         algorithm="reinforce_pp",
         algorithm_config={"group_size": 4, "prompts_per_step": 2},
-        rollout={"agent": "cot", "reward": "digit_share", "max_response_tokens": 12},
+        rollout={"agent": "cot", "env": {"reward": "digit_share", "max_response_tokens": 12}},
         optim={"lr": 1e-3, "micro_batch_size": 8},
         precision="fp32",
         steps=steps,

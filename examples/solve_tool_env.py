@@ -16,6 +16,7 @@ import thor
 from thor.config import ThorConfig
 from thor.envs import TIREnv, TIREnvConfig
 from thor.envs.tools import Tool, ToolContext
+from thor.text import StopRule
 from thor.types import ExecResult, ToolCall
 
 CALL = re.compile(r"<solve>(.*?)</solve>\s*$", re.DOTALL)
@@ -35,7 +36,7 @@ class SolveTool(Tool):
     """``<solve>lhs = rhs</solve>`` -> the solutions of the equation, from sympy, in the sandbox."""
 
     name = "solve"
-    stop: ClassVar[tuple[str, ...]] = ("</solve>",)
+    stop_rule: ClassVar[StopRule] = StopRule(stop=("</solve>",))  # what the policy stops on
 
     def __init__(self, config: SolveToolConfig | None = None) -> None:
         super().__init__()
@@ -79,7 +80,7 @@ thor.ENVS.register(
 
 
 def main() -> list[str]:
-    env = thor.make("examples/SolveTIR-v0")
+    env = thor.make("examples/SolveTIR-v0").unwrapped
     try:
         env.reset(options={"problem": "Find the larger root of x^2 - 5x + 6 = 0.", "answer": "3"})
         obs, *_ = env.step("Let me solve it. <solve>x**2 - 5*x + 6 = 0</solve>")

@@ -74,12 +74,30 @@ __all__ = [
 
 
 def make(name: str, /, **kwargs: Any) -> Any:
-    """Build a registered environment by its versioned name, validating ``kwargs`` by its config.
+    """Build a registered environment by its versioned name: ``gymnasium.make`` on thor's registry.
+
+    Keyword arguments are the env's config fields (validated, with did-you-mean) or ``config=`` a
+    config object, plus runtime objects (``tokenizer``, ``sandbox``, ``reward_fn``, ``problems``).
+    The env comes wrapped as ``gymnasium.make`` wraps it (checker, order enforcing, ``spec``);
+    ``env.unwrapped`` is the env itself.
 
     Example:
-        >>> env = thor.make("thor/MathTIR-v0", max_rounds=3)  # doctest: +SKIP
+        >>> env = thor.make("thor/MathTIR-v0", max_rounds=3)
+        >>> env.spec.id, env.unwrapped.config.max_rounds
+        ('thor/MathTIR-v0', 3)
     """
-    return ENVS.make(name, **kwargs)
+    import gymnasium
+
+    ENVS.entry(name)  # registers thor's envs (and plugins') with gymnasium; did-you-mean on a typo
+    return gymnasium.make(name, **kwargs)
 
 
-import thor.envs  # noqa: E402,F401  (registers thor's envs with gymnasium on `import thor`)
+def _register_with_gymnasium_if_loaded() -> None:
+    """``gymnasium.make("thor:thor/MathTIR-v0")`` imports thor: register the envs then."""
+    import sys
+
+    if "gymnasium" in sys.modules:
+        ENVS.names()
+
+
+_register_with_gymnasium_if_loaded()

@@ -36,3 +36,34 @@ AGENTS: Registry[Any] = Registry("agent", modules=("thor.agents",))
 
 ALGORITHMS: Registry[Any] = Registry("algorithm", modules=("thor.algos",))
 """Training algorithms: ``grpo``, ``thor`` (trajectory + step level), variants."""
+
+
+# -- specs: a part chosen by registry name with its typed config, for use inside other configs --
+from thor.registry import PartSpec  # noqa: E402
+
+
+class AgentSpec(PartSpec):
+    """An agent by name with its config: ``"thor"`` or ``{"name": "thor", "max_retries": 2}``."""
+
+    registry = AGENTS
+
+
+class EnvSpec(PartSpec):
+    """An env by id with its config: ``{"name": "thor/MathTIR-v0", "max_rounds": 3}``."""
+
+    registry = ENVS
+
+
+class PolicySpec(PartSpec):
+    """A policy backend by name with its config: ``{"name": "vllm", "model": "embedded"}``."""
+
+    registry = POLICIES
+
+
+class RewardSpec(PartSpec):
+    """A reward by name with its config: ``{"name": "exec_success"}``."""
+
+    registry = REWARDS
+
+
+__all__ += ["AgentSpec", "EnvSpec", "PolicySpec", "RewardSpec"]

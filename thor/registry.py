@@ -35,14 +35,14 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, SerializeAsAny, model_validator
 
 from thor.config import validate_config
 from thor.errors import ConfigError, UnknownNameError
 
-__all__ = ["PLUGIN_GROUP", "Entry", "Registry", "load_plugins"]
+__all__ = ["PLUGIN_GROUP", "Entry", "PartSpec", "Registry", "load_plugins"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -223,6 +223,71 @@ class Registry(Generic[T]):
         elif known:
             msg += f"; known: {', '.join(known)}"
         return msg
+
+
+class PartSpec(BaseModel):
+    """A registered part chosen by name, with its typed config, validated when it is built.
+
+    A spec is written as a name (``"thor"``), as ``{"name": "thor", "max_retries": 2}`` (the
+    part's config fields beside its name) or as ``{"name": "thor", "config": {...}}``. The name is
+    looked up in the subclass's :attr:`registry` (with did-you-mean) and the fields are validated by
+    that part's own config class, so a typo anywhere fails when the enclosing config is built,
+    before anything heavy loads.
+
+    Example:
+        >>> class ToySpec(PartSpec):
+        ...     registry = Registry("toy")
+        >>> from pydantic import BaseModel, ConfigDict
+        >>> class C(BaseModel):
+        ...     model_config = ConfigDict(extra="forbid")
+        ...     n: int = 1
+        >>> _ = ToySpec.registry.register("box", config=C, factory=lambda c: [0] * c.n)
+        >>> spec = ToySpec.model_validate({"name": "box", "n": 3})
+        >>> spec.name, spec.config.n, spec.build()
+        ('box', 3, [0, 0, 0])
+        >>> ToySpec.model_validate({"name": "bx"})  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        pydantic_core._pydantic_core.ValidationError: unknown toy 'bx'; did you mean 'box'?
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    registry: ClassVar[Registry[Any]]
+
+    name: str
+    config: SerializeAsAny[BaseModel]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"name": data}
+        if not isinstance(data, dict):
+            return data
+        fields = dict(data)
+        name = fields.pop("name", None)
+        if not isinstance(name, str):
+            raise ValueError(f"a {cls.registry.kind} needs a 'name' (one of the registered names)")
+        nested = fields.pop("config", None)
+        if nested is not None and fields:
+            raise ValueError(f"give {name!r}'s fields beside its name or under 'config', not both")
+        try:
+            entry = cls.registry.entry(name)
+            config = validate_config(entry.config, nested if nested is not None else fields)
+        except UnknownNameError as err:
+            raise ValueError(str(err)) from None
+        return {"name": entry.name, "config": config}
+
+    def build(self) -> Any:
+        """Build the part from its validated config."""
+        return self.registry.entry(self.name).factory(self.config)
+
+    def fields(self) -> dict[str, Any]:
+        """The config's fields as a plain dict (for merging overrides)."""
+        return self.config.model_dump(mode="python", exclude_unset=False)
+
+    def with_fields(self, **fields: Any) -> PartSpec:
+        """A copy with some config fields replaced (validated again)."""
+        return type(self).model_validate({"name": self.name, **self.fields(), **fields})
 
 
 def load_plugins(*, force: bool = False) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from thor.agents import Agent, RolloutConfig, RolloutEngine, RolloutTask
+from thor.agents import RolloutConfig, RolloutEngine, RolloutTask, run_agent
 from thor.agents.backtrack import cut_before_call
 from thor.testing import ScriptedPolicy
 from thor.types import Problem
@@ -28,7 +28,7 @@ def tir_script(prompt: str) -> str:
 
 def test_tir_loop_runs_code_and_answers() -> None:
     policy = ScriptedPolicy(tir_script)
-    eps = Agent(RolloutConfig(agent="tir")).run(policy, problems(3))
+    eps = run_agent(policy, problems(3), RolloutConfig(agent="tir"))
     assert [e.id for e in eps] == ["p0#0", "p1#0", "p2#0"]
     for i, ep in enumerate(eps):
         assert ep.reward == 1.0 and ep.final_answer == str(i + 40) and ep.terminated
@@ -46,7 +46,7 @@ def test_tir_loop_runs_code_and_answers() -> None:
 
 def test_cot_agent_never_calls_tools() -> None:
     policy = ScriptedPolicy(lambda p: f"{F}python\nprint(1)\n{F}\nSo \\boxed{{40}}.")
-    [ep] = Agent(RolloutConfig(agent="cot")).run(policy, problems(1))
+    [ep] = run_agent(policy, problems(1), RolloutConfig(agent="cot"))
     assert ep.num_calls == 0 and ep.reward == 1.0 and len(ep.turns) == 1
 
 
@@ -65,12 +65,14 @@ def test_engine_batches_keep_order_and_report_each_episode() -> None:
 
 def test_budgets_end_runaway_models() -> None:
     never_closes = ScriptedPolicy(lambda p: f"{F}python\n" + "x = 1\n" * 5000)
-    [ep] = Agent(RolloutConfig(agent="tir", max_response_tokens=300)).run(never_closes, problems(1))
+    [ep] = run_agent(
+        never_closes, problems(1), RolloutConfig(agent="tir", env={"max_response_tokens": 300})
+    )
     assert (
         ep.truncated and ep.stop_reason == "max_tokens" and ep.num_calls == 0 and ep.reward == 0.0
     )
     loops = ScriptedPolicy(lambda p: f"again\n{F}python\nprint(1)\n{F}")
-    [ep] = Agent(RolloutConfig(agent="tir", max_rounds=3)).run(loops, problems(1))
+    [ep] = run_agent(loops, problems(1), RolloutConfig(agent="tir", env={"max_rounds": 3}))
     assert ep.truncated and ep.stop_reason == "max_rounds" and ep.num_calls == 3
 
 
@@ -80,8 +82,10 @@ def test_code_inside_think_runs() -> None:
             return f"<think>check it\n{F}python\nprint(2 + 40)\n{F}"
         return "so 42</think> The answer is \\boxed{42}."
 
-    [ep] = Agent(RolloutConfig(agent="tir")).run(
-        ScriptedPolicy(script), [Problem(id="t", problem="2+40?", answer="42")]
+    [ep] = run_agent(
+        ScriptedPolicy(script),
+        [Problem(id="t", problem="2+40?", answer="42")],
+        RolloutConfig(agent="tir"),
     )
     assert ep.num_calls == 1 and ep.reward == 1.0
 
@@ -105,9 +109,9 @@ def correcting_script(fail_times: int):
 
 def test_self_correction_discards_failed_calls_and_rolls_back_state() -> None:
     script, attempts = correcting_script(fail_times=2)
-    cfg = RolloutConfig(agent="thor", backtrack_tokens=3, max_retries=4)
-    [ep] = Agent(cfg).run(
-        ScriptedPolicy(script), [Problem(id="q", problem="Reason step by step.", answer="42")]
+    cfg = RolloutConfig(agent={"name": "thor", "backtrack_tokens": 3, "max_retries": 4})
+    [ep] = run_agent(
+        ScriptedPolicy(script), [Problem(id="q", problem="Reason step by step.", answer="42")], cfg
     )
     assert attempts["n"] == 3
     assert len(ep.discarded) == 2 and [d.retry for d in ep.discarded] == [1, 2]
@@ -123,8 +127,8 @@ def test_self_correction_discards_failed_calls_and_rolls_back_state() -> None:
 
 def test_self_correction_gives_up_after_max_retries_and_keeps_the_failure() -> None:
     script, attempts = correcting_script(fail_times=100)
-    cfg = RolloutConfig(agent="thor", max_retries=4, max_rounds=1)
-    [ep] = Agent(cfg).run(ScriptedPolicy(script), problems(1))
+    cfg = RolloutConfig(agent={"name": "thor", "max_retries": 4}, env={"max_rounds": 1})
+    [ep] = run_agent(ScriptedPolicy(script), problems(1), cfg)
     assert (
         len(ep.discarded) == 4 and ep.turns[0].failed_call
     )  # 4 retries, then the 5th failure is kept
@@ -152,8 +156,8 @@ def test_an_episode_cut_off_right_after_a_call_has_the_observation_tokens(agent:
     sequence (what training sees) still covers every character of the text."""
     policy = ScriptedPolicy(lambda p: f"Add.\n{F}python\nprint(40 + 2)\n{F}")
     first_turn = len(policy.encode(f"Add.\n{F}python\nprint(40 + 2)\n{F}"))
-    cfg = RolloutConfig(agent=agent, max_response_tokens=first_turn)
-    [ep] = Agent(cfg).run(policy, problems(1))
+    cfg = RolloutConfig(agent=agent, env={"max_response_tokens": first_turn})
+    [ep] = run_agent(policy, problems(1), cfg)
     assert ep.truncated and ep.turns[-1].observation == f"\n{F}output\n42\n{F}\n"
     ids, mask = ep.token_sequence()
     assert policy.decode(ids) == ep.response_text()

@@ -24,7 +24,7 @@ def code(src: str, before: str = "Let me compute.\n") -> str:
 
 @pytest.fixture
 def env():
-    e = thor.make("thor/MathTIR-v0")
+    e = thor.make("thor/MathTIR-v0").unwrapped
     yield e
     e.close()
 
@@ -33,7 +33,9 @@ def test_make_with_no_arguments_and_through_gymnasium() -> None:
     e1 = thor.make("thor/MathTIR-v0")
     e2 = gymnasium.make("thor/MathTIR-v0", max_rounds=2)
     try:
-        assert isinstance(e1, TIREnv) and e1.config.dataset == "math_train"
+        # the same wrapped env either way: gymnasium's checker and order wrappers, with a spec
+        assert type(e1) is type(e2) and e1.spec is not None and e1.spec.id == "thor/MathTIR-v0"
+        assert isinstance(e1.unwrapped, TIREnv) and e1.unwrapped.config.dataset == "math_train"
         assert e2.unwrapped.config.max_rounds == 2
     finally:
         e1.close()
@@ -73,7 +75,7 @@ def test_wrong_answer_and_errors_are_data(env: TIREnv) -> None:
 
 
 def test_round_budget_truncates() -> None:
-    env = thor.make("thor/MathTIR-v0", max_rounds=1)
+    env = thor.make("thor/MathTIR-v0", max_rounds=1).unwrapped
     try:
         env.reset(options={"problem": "p", "answer": "1"})
         env.step(code("print(1)"))
@@ -87,7 +89,7 @@ def test_round_budget_truncates() -> None:
 
 
 def test_token_budget_counts_characters_or_tokens() -> None:
-    env = thor.make("thor/MathTIR-v0", max_response_tokens=40)
+    env = thor.make("thor/MathTIR-v0", max_response_tokens=40).unwrapped
     try:
         env.reset(options={"problem": "p", "answer": "1"})
         _, _, term, trunc, info = env.step(code("print('y' * 30)"))
@@ -101,7 +103,7 @@ def test_token_budget_counts_characters_or_tokens() -> None:
 
 
 def test_cot_env_never_runs_code() -> None:
-    env = thor.make("thor/MathCoT-v0")
+    env = thor.make("thor/MathCoT-v0").unwrapped
     try:
         env.reset(options={"problem": "p", "answer": "3"})
         _, r, term, _, info = env.step(code("print(3)", before="\\boxed{3}\n"))
@@ -111,7 +113,7 @@ def test_cot_env_never_runs_code() -> None:
 
 
 def test_reset_draws_problems_deterministically() -> None:
-    env = thor.make("thor/MathTIR-v0", dataset="gsm8k", dataset_limit=50)
+    env = thor.make("thor/MathTIR-v0", dataset="gsm8k", dataset_limit=50).unwrapped
     try:
         a, _ = env.reset(seed=3)
         b, _ = env.reset(seed=3)
@@ -144,7 +146,7 @@ def test_fork_branches_the_interpreter(env: TIREnv) -> None:
 
 
 def test_check_env_passes() -> None:
-    env = thor.make("thor/MathTIR-v0", dataset="gsm8k", dataset_limit=20)
+    env = thor.make("thor/MathTIR-v0", dataset="gsm8k", dataset_limit=20).unwrapped
     try:
         check_env(env, skip_render_check=True)
     finally:
@@ -184,7 +186,7 @@ def _open_fds() -> int:
 
 
 def test_no_leaks_over_many_episodes() -> None:
-    env = thor.make("thor/MathTIR-v0")
+    env = thor.make("thor/MathTIR-v0").unwrapped
     try:
         env.reset(options={"problem": "warm", "answer": "1"})
         env.step(code("print(1)"))

@@ -203,9 +203,13 @@ def test_cli_reports_typos(tmp_path: Path) -> None:
 
 def test_presets_set_the_paper_and_cpu_settings_and_explicit_fields_win() -> None:
     k, r = EvalConfig(preset="paper").resolved()
-    assert (k, r.temperature, r.max_response_tokens) == (4, 0.6, 4096)
+    assert (k, r.agent.config.temperature, r.env_spec().config.max_response_tokens) == (
+        4,
+        0.6,
+        4096,
+    )
     k, r = EvalConfig(preset="cpu").resolved()
-    assert (k, r.max_response_tokens, r.batch_size, r.cohorts) == (1, 512, 64, 1)
+    assert (k, r.env_spec().config.max_response_tokens, r.batch_size, r.cohorts) == (1, 512, 64, 1)
     k, r = EvalConfig(preset="cpu", k=2, rollout={"batch_size": 8}).resolved()
     assert (k, r.batch_size, r.cohorts) == (2, 8, 1)
     _, r = EvalConfig().resolved()  # no preset: the engine's own defaults

@@ -24,6 +24,7 @@ def test_example_config_loads(name: str) -> None:
     cfg = load_config(KINDS[name], CONFIGS / name)
     if isinstance(cfg, TrainConfig):
         check_train_config(cfg)  # rollout and algorithm_config are validated too
-        assert cfg.algorithm == "thor" and cfg.rollout_config(True).agent == "tir"
+        assert cfg.algorithm == "thor" and cfg.rollout.agent.name == "tir"
+        assert cfg.rollout.env is not None and cfg.rollout.env.config.reward == "thor"
     else:
         assert cfg.lr == 2e-6 and cfg.data.name == "sft.jsonl"

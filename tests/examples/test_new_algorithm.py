@@ -42,7 +42,7 @@ def test_advantages_are_normalised_over_the_whole_batch(example: ModuleType) -> 
     )
     texts = itertools.cycle(["abc 1", "12345", "no digits", "7", "a1", "x"])
     policy = ScriptedPolicy(lambda prompt: next(texts))
-    cfg = RolloutConfig(agent="cot", reward="digit_share", max_response_tokens=32)
+    cfg = RolloutConfig(agent="cot", env={"reward": "digit_share", "max_response_tokens": 32})
     problems = [thor.Problem(id=f"p{i}", problem=f"q{i}") for i in range(2)]
     with RolloutEngine(policy, cfg) as engine:
         out = algo.collect(CollectContext(engine, policy, ProblemStream(problems), step=0, seed=0))

@@ -71,7 +71,7 @@ def test_a_typo_fails_with_the_field_named(
     assert main(["train", "--config", str(toml)]) == 1
     assert "unknown field 'stepz' (did you mean 'steps'?)" in capsys.readouterr().err
 
-    assert main(["train", "--set", "rollout.temperatur=1.0", "--print-config"]) == 1
+    assert main(["train", "--set", "rollout.agent.temperatur=1.0", "--print-config"]) == 1
     assert "rollout" in (err := capsys.readouterr().err) and "did you mean 'temperature'" in err
 
     args = ["train", "--set", "algorithm=grpo", "--set", "algorithm_config.group_sise=4"]

@@ -55,7 +55,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
     problems = write_problems(tmp_path / "problems.jsonl")
     out = tmp_path / "run"
     cfg = run_config(model_dir, problems, out, steps=STEPS, save_every=1, export=False)
-    cfg["rollout"]["max_response_tokens"] = 24  # steps long enough to be killed in
+    cfg["rollout"]["env"]["max_response_tokens"] = 24  # steps long enough to be killed in
     config = write_config(tmp_path / "run.yaml", cfg)
     kills, deadline = 0, time.monotonic() + 1400
     while True:

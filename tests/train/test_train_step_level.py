@@ -44,13 +44,11 @@ def test_thor_collects_step_samples_from_failed_calls() -> None:
         exclude_failed_calls=False,
         dynamic_sampling=False,
     )
-    cfg = RolloutConfig(
-        agent="tir", reward="correct", max_response_tokens=400, keep_failure_snapshots=True
-    )
+    cfg = RolloutConfig(agent="tir", env={"reward": "correct", "max_response_tokens": 400})
     problems = [Problem(id=f"q{i}", problem=f"What is 6*7? ({i})", answer="42") for i in range(2)]
     with RolloutEngine(policy, cfg) as engine:
         out = algo.collect(CollectContext(engine, policy, ProblemStream(problems), step=0, seed=0))
-        assert engine.snapshots == {}  # closed after use
+        assert out.rollouts == []  # the snapshots were closed after use
     m = out.metrics
     assert m["step_branch_points"] == 4  # one failed call in each of 2 x 2 episodes
     assert m["step_no_code"] == 4  # a third of 12 continuations wrote no code

@@ -44,7 +44,7 @@ def test_a_training_update_reaches_the_vllm_engine(tmp_path: Path) -> None:
         config = TrainConfig(
             algorithm="grpo",
             algorithm_config={"group_size": 4, "prompts_per_step": 2},
-            rollout={"agent": "cot", "reward": "char_variety", "max_response_tokens": 12},
+            rollout={"agent": "cot", "env": {"reward": "char_variety", "max_response_tokens": 12}},
             optim={"lr": 1e-4, "micro_batch_size": 8},
             precision="fp32",
             steps=1,

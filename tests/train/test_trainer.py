@@ -27,7 +27,7 @@ def config(tmp_path: Path, **over: object) -> TrainConfig:
         "progress": False,
         "precision": "fp32",
         "algorithm_config": {"group_size": 8, "prompts_per_step": 4, "loss": {"nll_coef": 0.0}},
-        "rollout": {"agent": "cot", "reward": "test_has_target", "max_response_tokens": 6},
+        "rollout": {"agent": "cot", "env": {"reward": "test_has_target", "max_response_tokens": 6}},
         "optim": {"lr": 3e-3, "micro_batch_size": 16},
     }
     base.update(over)
@@ -60,7 +60,9 @@ def test_tiny_model_learns_a_target_token(tmp_path: Path) -> None:
 
 
 def test_no_signal_means_no_update(tmp_path: Path) -> None:
-    tr = trainer(tmp_path, rollout={"agent": "cot", "reward": "correct", "max_response_tokens": 4})
+    tr = trainer(
+        tmp_path, rollout={"agent": "cot", "env": {"reward": "correct", "max_response_tokens": 4}}
+    )
     before = [p.detach().clone() for p in tr.model.parameters()]
     metrics = tr.train_step()  # a random tiny model never answers \boxed{7}: every group is flat
     assert metrics["groups_kept"] == 0 and metrics["draws"] == 4  # the draw cap stopped it

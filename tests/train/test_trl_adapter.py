@@ -69,7 +69,7 @@ def test_grpo_trainer_trains_on_tool_episodes_with_tool_outputs_masked(tmp_path:
 
     model = tiny_model(seed=0)
     rollout = make_rollout_func(
-        {"agent": "tir", "reward": "correct", "max_response_tokens": 200},
+        {"agent": "tir", "env": {"reward": "correct", "max_response_tokens": 200}},
         PROBLEMS,
         policy=ScriptedPolicy(script),
     )
@@ -104,7 +104,9 @@ def test_grpo_trainer_trains_on_tool_episodes_with_tool_outputs_masked(tmp_path:
 def test_grpo_trainer_generates_with_its_own_model(tmp_path: Path) -> None:
     model = tiny_model(seed=1)
     rollout = make_rollout_func(
-        {"agent": "cot", "reward": "char_variety", "max_response_tokens": 8}, PROBLEMS, seed=3
+        {"agent": "cot", "env": {"reward": "char_variety", "max_response_tokens": 8}},
+        PROBLEMS,
+        seed=3,
     )
     trainer = grpo_trainer(tmp_path, model, rollout)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -43,7 +43,7 @@ def run_config(model_dir: Path, problems: Path, out_dir: Path, **over: Any) -> d
         "progress": False,
         "precision": "fp32",
         "algorithm_config": {"group_size": 4, "prompts_per_step": 2, "loss": {"nll_coef": 0.0}},
-        "rollout": {"agent": "cot", "reward": "char_variety", "max_response_tokens": 6},
+        "rollout": {"agent": "cot", "env": {"reward": "char_variety", "max_response_tokens": 6}},
         "optim": {"lr": 3e-3, "micro_batch_size": 8},
     }
     cfg.update(over)

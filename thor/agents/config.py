@@ -1,67 +1,72 @@
-"""Configuration of an inference agent and its rollout engine."""
+"""Configuration of a rollout: the agent, the env and the engine's batching.
+
+The agent and the env are chosen by registry name with their own typed configs, so no field is
+declared twice: sampling lives in the agent's config, budgets, tools, rewards and sandboxes in the
+env's.
+
+Example:
+    >>> cfg = RolloutConfig(agent={"name": "thor", "max_retries": 2}, env={"max_rounds": 3})
+    >>> cfg.agent.config.max_retries, cfg.env.name, cfg.env.config.max_rounds
+    (2, 'thor/MathTIR-v0', 3)
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from thor.config import ThorConfig
-from thor.text.prompts import PromptStyle
+from thor.registries import AGENTS, AgentSpec, EnvSpec
 
-__all__ = ["AgentKind", "RolloutConfig"]
-
-AgentKind = Literal["cot", "tir", "thor"]
+__all__ = ["RolloutConfig"]
 
 
 class RolloutConfig(ThorConfig):
-    """How episodes are generated: the agent, its sampling, budgets and the engine's batching.
+    """How episodes are generated: the agent (with its sampling), the env and the batching.
 
-    ``agent``: ``cot`` (no tools), ``tir`` (python tool calls), ``thor`` (TIR with THOR's
-    self-correction: a failed call is discarded and the turn regenerated, THOR-SPEC section 3).
+    ``env`` may omit its name: the agent's default env is used (``thor/MathCoT-v0`` for ``cot``,
+    ``thor/MathTIR-v0`` otherwise). A sandbox failure is recorded as a failed call unless the env
+    config says otherwise.
     """
 
-    agent: AgentKind = "tir"
-    temperature: float = Field(0.6, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(0, ge=0)
-    max_response_tokens: int = Field(
-        4096, ge=1, description="Model text + tool outputs, per episode"
-    )
-    max_turn_tokens: int | None = Field(
-        None, ge=1, description="Cap on one turn (default: what the budget leaves)"
-    )
-    max_rounds: int = Field(5, ge=0, description="Kept tool calls per episode")
-    prompt_style: PromptStyle | None = Field(
-        None, description="Default: 'cot' for the cot agent, else 'tir'"
-    )
-    system_prompt: str | None = None
-    reward: str | dict[str, float] = "correct"
-    cell_timeout_s: float | None = Field(None, gt=0)
-    sandbox: str = "local"
-    sandbox_config: dict[str, Any] = Field(default_factory=dict)
-    # THOR self-correction
-    backtrack_tokens: int = Field(
-        500, ge=0, description="How far back into the reasoning a retry starts"
-    )
-    max_retries: int = Field(4, ge=0, description="Consecutive retries after failed calls")
-    retry_temperature: float = Field(0.6, ge=0.0)
-    max_interactions: int = Field(
-        10, ge=1, description="Tool-call attempts per episode, retries included"
-    )
-    keep_failure_snapshots: bool = Field(
-        False,
-        description="Keep a fork of the env before each failed call (step-level RL restores it)",
-    )
-    # engine
+    agent: AgentSpec = Field(default_factory=lambda: AgentSpec.model_validate("tir"))
+    env: EnvSpec | None = Field(None, description="Default: the agent's env with its defaults")
     batch_size: int = Field(16, ge=1, description="Episodes in flight")
     cohorts: int = Field(
         2, ge=1, description="Groups that alternate: one generates while another's code runs"
     )
     exec_workers: int = Field(4, ge=1, description="Threads that drive sandbox calls and rewards")
 
-    @property
-    def style(self) -> PromptStyle:
-        if self.prompt_style is not None:
-            return self.prompt_style
-        return "cot" if self.agent == "cot" else "tir"
+    @model_validator(mode="before")
+    @classmethod
+    def _default_env(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("env"), dict):
+            return data
+        env = dict(data["env"])
+        if "name" not in env:
+            agent = data.get("agent", "tir")
+            name = agent if isinstance(agent, str) else getattr(agent, "name", None)
+            if isinstance(agent, dict):
+                name = agent.get("name")
+            factory = AGENTS.entry(str(name)).factory if name else None
+            env["name"] = getattr(factory, "default_env", "thor/MathTIR-v0")
+            env.setdefault("on_sandbox_error", "record")
+        return {**data, "env": env}
+
+    def env_spec(self, agent: Any = None) -> EnvSpec:
+        """The env to run: ``env``, else the agent's default env (sandbox errors recorded)."""
+        if self.env is not None:
+            return self.env
+        default = getattr(agent, "default_env", None) or getattr(
+            AGENTS.entry(self.agent.name).factory, "default_env", "thor/MathTIR-v0"
+        )
+        return EnvSpec.model_validate({"name": default, "on_sandbox_error": "record"})
+
+    def with_agent(self, **fields: Any) -> RolloutConfig:
+        """A copy whose agent config has ``fields`` replaced."""
+        return self.model_copy(update={"agent": self.agent.with_fields(**fields)})
+
+    def with_env(self, **fields: Any) -> RolloutConfig:
+        """A copy whose env config has ``fields`` replaced (the default env if none is set)."""
+        return self.model_copy(update={"env": self.env_spec().with_fields(**fields)})

@@ -12,14 +12,16 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from thor.algos.batch import TrainSample
+import torch
+
+from thor.algos.batch import KINDS, Batch, TrainSample
 from thor.algos.losses import GRPOLoss
 from thor.algos.problems import ProblemStream
 from thor.types import Episode
 
 if TYPE_CHECKING:
     from thor.agents.backends.base import Policy
-    from thor.agents.rollout import RolloutEngine
+    from thor.agents.rollout import Rollout, RolloutEngine
 
 __all__ = ["Algorithm", "CollectContext", "Collected"]
 
@@ -37,11 +39,23 @@ class CollectContext:
 
 @dataclass
 class Collected:
-    """One step's samples, the episodes they came from, and metrics to log."""
+    """One step's samples, the episodes they came from, and metrics to log.
+
+    ``rollouts`` are the engine's :class:`~thor.agents.rollout.Rollout` s this step made; they
+    may hold failure snapshots (sandbox sessions), so whoever collects closes them
+    (:meth:`close`; the trainer does after the update).
+    """
 
     samples: list[TrainSample]
     episodes: list[Episode]
     metrics: dict[str, float] = field(default_factory=dict)
+    rollouts: list[Rollout] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Close the rollouts' failure snapshots."""
+        rollouts, self.rollouts = self.rollouts, []
+        for r in rollouts:
+            r.close()
 
 
 class Algorithm(ABC):
@@ -49,12 +63,31 @@ class Algorithm(ABC):
 
     name: str = "algorithm"
     loss: GRPOLoss
-    needs_failure_snapshots: bool = False
-    """Whether rollouts must keep a fork of the env before each failed call (step-level RL)."""
+    combine: str = "joint"
+    """How the sample kinds share the loss: ``joint`` (one token mean over every sample, THOR's
+    way) or ``separate`` (each kind gets its own token mean, see :meth:`sample_weights`)."""
 
     @abstractmethod
     def collect(self, ctx: CollectContext) -> Collected:
         """Draw problems, run rollouts and return train samples for one step."""
+
+    def sample_weights(self, batch: Batch) -> torch.Tensor:
+        """Per-sample loss weights of ``batch``; with ``combine="separate"`` each kind gets its
+        own token mean.
+
+        Separate token means are a joint token mean with weights ``w_k * N / N_k`` (N tokens in
+        all, N_k of kind k), so one backward pass serves both modes.
+        """
+        weight = batch.sample_weight.clone()
+        if self.combine != "separate":
+            return weight
+        total = max(1, batch.num_loss_tokens)
+        for kind in KINDS:
+            sel = batch.kind_mask(kind)
+            n_k = int(batch.loss_mask[sel].sum())
+            if n_k:
+                weight[sel] = weight[sel] * total / n_k
+        return weight
 
     def config_dict(self) -> dict[str, Any]:
         cfg = getattr(self, "config", None)

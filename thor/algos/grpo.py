@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from thor.agents.rollout import RolloutTask
+from thor.agents.rollout import Rollout, RolloutTask
 from thor.algos.advantages import group_advantages, rloo_advantages, zero_spread_groups
 from thor.algos.base import Algorithm, CollectContext, Collected
 from thor.algos.batch import TrainSample
@@ -53,6 +53,8 @@ class GRPO(Algorithm):
     """Trajectory-level GRPO. Variants override :meth:`advantages` or :meth:`keep_group`."""
 
     name = "grpo"
+    keeps_snapshots = False
+    """Whether this algorithm's rollouts keep failure snapshots (step-level RL branches there)."""
 
     def __init__(self, config: GRPOConfig | None = None) -> None:
         self.config = config or GRPOConfig()
@@ -86,6 +88,7 @@ class GRPO(Algorithm):
         g = cfg.group_size
         kept: list[list[Episode]] = []
         drawn: list[Episode] = []
+        rollouts: list[Rollout] = []
         draws = zero_spread = 0
         while len(kept) < cfg.prompts_per_step and draws < cfg.max_draws:
             problems = ctx.problems.take(cfg.prompts_per_step - len(kept))
@@ -95,7 +98,13 @@ class GRPO(Algorithm):
                 for j, p in enumerate(problems)
                 for s in range(g)
             ]
-            episodes = ctx.engine.run(tasks, seed=ctx.seed + 7919 * ctx.step + 104_729 * draws)
+            rollout = ctx.engine.rollout(
+                tasks,
+                seed=ctx.seed + 7919 * ctx.step + 104_729 * draws,
+                keep_snapshots=self.keeps_snapshots,
+            )
+            rollouts.append(rollout)
+            episodes = rollout.episodes
             draws += 1
             drawn += episodes
             for i in range(0, len(episodes), g):
@@ -132,7 +141,7 @@ class GRPO(Algorithm):
                 "trajectory_samples": float(len(samples)),
             }
         )
-        return Collected(samples=samples, episodes=drawn, metrics=metrics)
+        return Collected(samples=samples, episodes=drawn, metrics=metrics, rollouts=rollouts)
 
 
 def _rewards(group: Sequence[Episode]) -> torch.Tensor:

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from thor.agents.config import RolloutConfig
 from thor.agents.rollout import RolloutEngine
 from thor.algos.base import Algorithm, CollectContext
-from thor.algos.batch import Batch, TrainSample, collate
+from thor.algos.batch import KINDS, Batch, TrainSample, collate
 from thor.algos.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -40,6 +40,9 @@ from thor.types import Problem
 __all__ = ["LoraSettings", "OptimConfig", "TrainConfig", "Trainer", "load_causal_lm", "train"]
 
 log = logging.getLogger(__name__)
+
+KIND_LOG_NAMES = {"trajectory": "traj", "step": "step"}
+"""Metric-name prefixes of the sample kinds (``traj_policy_loss``, ``step_policy_loss``)."""
 
 
 class OptimConfig(ThorConfig):
@@ -90,8 +93,10 @@ class TrainConfig(ThorConfig):
     dataset_limit: int | None = Field(None, ge=1)
     steps: int = Field(20, ge=1)
     seed: int = 0
-    rollout: dict[str, Any] = Field(
-        default_factory=dict, description="RolloutConfig fields for training rollouts"
+    rollout: RolloutConfig = Field(
+        default_factory=lambda: RolloutConfig.model_validate(TRAIN_ROLLOUT),
+        description="The agent, env and batching of training rollouts (training defaults: "
+        "temperature 1.0, THOR's trajectory reward, 1,024-token responses)",
     )
     optim: OptimConfig = Field(default_factory=OptimConfig)
     precision: Literal["auto", "fp32", "bf16"] = Field(
@@ -109,16 +114,34 @@ class TrainConfig(ThorConfig):
     )
     progress: bool = True
 
-    def rollout_config(self, needs_snapshots: bool) -> RolloutConfig:
-        defaults: dict[str, Any] = {
-            "agent": "tir",
-            "temperature": 1.0,
-            "reward": "thor",
-            "max_response_tokens": 1024,
-        }
-        return RolloutConfig(
-            **{**defaults, **self.rollout, "keep_failure_snapshots": needs_snapshots}
-        )
+    @model_validator(mode="before")
+    @classmethod
+    def _training_rollout_defaults(cls, data: Any) -> Any:
+        """A ``rollout`` given as a mapping keeps the training defaults it does not override."""
+        if isinstance(data, dict) and isinstance(data.get("rollout"), dict):
+            data = {**data, "rollout": training_rollout(data["rollout"])}
+        return data
+
+
+TRAIN_ROLLOUT: dict[str, Any] = {
+    "agent": {"name": "tir", "temperature": 1.0},
+    "env": {"reward": "thor", "max_response_tokens": 1024},
+}
+"""Training rollouts sample at temperature 1.0 with THOR's trajectory reward."""
+
+
+def training_rollout(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` merged over :data:`TRAIN_ROLLOUT` (the env defaults apply to the default env)."""
+    out = {**TRAIN_ROLLOUT, **overrides}
+    agent = overrides.get("agent")
+    if isinstance(agent, str):
+        agent = {"name": agent}
+    if isinstance(agent, dict):
+        out["agent"] = {**TRAIN_ROLLOUT["agent"], **agent}
+    env = overrides.get("env")
+    if isinstance(env, dict) and "name" not in env:
+        out["env"] = {**TRAIN_ROLLOUT["env"], **env}
+    return out
 
 
 def load_causal_lm(model: str) -> tuple[Any, Any]:
@@ -167,7 +190,7 @@ class Trainer:
             model.config.use_cache = True  # generation still uses the KV cache
         self.model, self.tokenizer = model, tokenizer
         self.algorithm = algorithm or ALGORITHMS.make(config.algorithm, **config.algorithm_config)
-        self.rollout_config = config.rollout_config(self.algorithm.needs_failure_snapshots)
+        self.rollout_config = config.rollout
         self.policy = HFPolicy.from_model(model, tokenizer, name="train-policy")
         self.engine = RolloutEngine(self.policy, self.rollout_config)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -213,14 +236,17 @@ class Trainer:
         ctx = CollectContext(self.engine, self.policy, self.stream, self.step, self.config.seed)
         with torch.no_grad(), self._autocast():
             collected = self.algorithm.collect(ctx)
-        t_collect = time.perf_counter() - t0
-        after = self.engine.stats.as_dict()
-        metrics = dict(collected.metrics)
-        t1 = time.perf_counter()
-        if collected.samples:
-            metrics.update(self.update(collected.samples))
-        else:
-            log.info("step %d: no samples with signal; no update", self.step + 1)
+        try:
+            t_collect = time.perf_counter() - t0
+            after = self.engine.stats.as_dict()
+            metrics = dict(collected.metrics)
+            t1 = time.perf_counter()
+            if collected.samples:
+                metrics.update(self.update(collected.samples))
+            else:
+                log.info("step %d: no samples with signal; no update", self.step + 1)
+        finally:
+            collected.close()
         metrics.update(
             {
                 "time_generate": after["generate_s"] - before["generate_s"],
@@ -240,7 +266,7 @@ class Trainer:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         batch = collate(samples, pad_token_id=int(pad), max_length=cfg.max_length)
         batch = batch.to(next(self.model.parameters()).device)
-        temp = self.rollout_config.temperature or 1.0
+        temp = self._train_temperature()
         mb = cfg.optim.micro_batch_size
         with torch.no_grad(), self._autocast():
             self.model.eval()
@@ -291,9 +317,9 @@ class Trainer:
         ``old``: the old policy's log-probs; ``None`` means the current policy (on-policy).
         """
         loss_fn = self.algorithm.loss
-        mb, temp = self.config.optim.micro_batch_size, self.rollout_config.temperature or 1.0
+        mb, temp = self.config.optim.micro_batch_size, self._train_temperature()
         den = max(1, mini.num_loss_tokens)
-        weight = self._kind_weights(mini)
+        weight = self.algorithm.sample_weights(mini)
         self.optimizer.zero_grad(set_to_none=True)
         for start in range(0, mini.size, mb):
             rows = list(range(start, min(start + mb, mini.size)))
@@ -311,8 +337,8 @@ class Trainer:
             share = micro.num_loss_tokens / den
             for k, v in out.metrics().items():
                 sums[k] = sums.get(k, 0.0) + (v if k == "tokens" else v * share)
-            for kind, name in ((0, "traj"), (1, "step")):  # both losses, logged apart
-                sel = micro.kind == kind
+            for kind in KINDS:  # each kind's loss, logged apart
+                sel = micro.kind_mask(kind)
                 if sel.any():
                     with torch.no_grad():
                         o = loss_fn(
@@ -321,7 +347,7 @@ class Trainer:
                             micro.advantages[sel],
                             micro.loss_mask[sel],
                         )
-                    key = f"{name}_policy_loss"
+                    key = f"{KIND_LOG_NAMES.get(kind, kind)}_policy_loss"
                     sums[key] = (
                         sums.get(key, 0.0)
                         + float(o.policy_loss) * int(micro.loss_mask[sel].sum()) / den
@@ -332,22 +358,9 @@ class Trainer:
         )
         self.optimizer.step()
 
-    def _kind_weights(self, mini: Batch) -> torch.Tensor:
-        """Per-sample loss weights; with ``combine="separate"`` each kind gets its own token mean.
-
-        Separate token means are a joint token mean with weights ``w_k * N / N_k`` (N tokens in
-        all, N_k of kind k), so one backward pass serves both modes.
-        """
-        weight = mini.sample_weight.clone()
-        if getattr(getattr(self.algorithm, "config", None), "combine", "joint") != "separate":
-            return weight
-        total = max(1, mini.num_loss_tokens)
-        for kind in (0, 1):
-            sel = mini.kind == kind
-            n_k = int(mini.loss_mask[sel].sum())
-            if n_k:
-                weight[sel] = weight[sel] * total / n_k
-        return weight
+    def _train_temperature(self) -> float:
+        """The temperature the rollouts sampled at: the trained log-probs use the same."""
+        return float(getattr(self.rollout_config.agent.config, "temperature", 1.0) or 1.0)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         from thor.hardware import bf16_is_fast

@@ -14,7 +14,7 @@ Example:
     >>> from thor.algos.trl_adapter import make_rollout_func, thor_reward_func, trl_dataset
     >>> from thor.data.loaders import load_problems  # doctest: +SKIP
     >>> problems = load_problems("synthetic_train", limit=64)  # doctest: +SKIP
-    >>> rollout = make_rollout_func({"agent": "tir", "reward": "thor"}, problems)  # doctest: +SKIP
+    >>> rollout = make_rollout_func({"agent": "tir", "env": {"reward": "thor"}}, problems)  # doctest: +SKIP
     >>> trainer = GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=thor_reward_func,
     ...     args=GRPOConfig(num_generations=8, ...), train_dataset=trl_dataset(problems),
     ...     rollout_func=rollout)  # doctest: +SKIP

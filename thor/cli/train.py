@@ -146,15 +146,9 @@ def load_run_config(cls: type[C], path: Path | None, overrides: list[str]) -> C:
 
 
 def check_train_config(cfg: Any) -> None:
-    """Validate the free-form parts of a :class:`TrainConfig` now (rollout, algorithm_config)."""
-    from thor.agents.config import RolloutConfig
-    from thor.config import validate_config
+    """Validate the free-form part of a :class:`TrainConfig` now (algorithm_config)."""
     from thor.registries import ALGORITHMS
 
-    try:
-        validate_config(RolloutConfig, cfg.rollout)
-    except ConfigError as err:
-        raise ConfigError(f"rollout: {err}") from None
     try:
         ALGORITHMS.config(cfg.algorithm, **cfg.algorithm_config)
     except ConfigError as err:

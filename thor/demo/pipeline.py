@@ -206,7 +206,7 @@ class _Stages:
                 # execution for a second cohort to hide
                 "batch_size": 64,
                 "cohorts": 1,
-                "system_prompt": None if agent == "cot" else c.system_prompt,
+                "env": {"system_prompt": None if agent == "cot" else c.system_prompt},
             },
         )
         s = evaluate(cfg)
@@ -314,9 +314,11 @@ class _Stages:
                 save_every=max(1, c.get("rl_steps")),
                 progress=c.progress,
                 rollout={
-                    "max_response_tokens": c.get("max_response_tokens"),
-                    "system_prompt": c.system_prompt,
-                    "temperature": 1.0,
+                    "agent": {"temperature": 1.0},
+                    "env": {
+                        "max_response_tokens": c.get("max_response_tokens"),
+                        "system_prompt": c.system_prompt,
+                    },
                     "batch_size": 32,
                 },
                 optim={"lr": c.rl_lr, "micro_batch_size": 8},

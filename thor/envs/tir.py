@@ -36,6 +36,7 @@ from thor.envs.tools import Tool, ToolContext
 from thor.errors import SandboxError
 from thor.registries import ENVS, SANDBOXES, TOOLS
 from thor.text.prompts import PromptStyle, messages_for
+from thor.text.protocol import StopRule
 from thor.types import Episode, ExecResult, Problem, Turn
 
 __all__ = ["TIREnv", "TIREnvConfig", "shared_sandbox"]
@@ -137,6 +138,21 @@ class TIREnv(gymnasium.Env[str, str]):
     @property
     def tokens_used(self) -> int:
         return self._tokens
+
+    @property
+    def tokens_left(self) -> int:
+        """What the response budget still allows (model text + tool outputs)."""
+        return max(0, self.config.max_response_tokens - self._tokens)
+
+    def stop_rule(self) -> StopRule:
+        """Where the policy must stop a turn: the tool's rule, or none without tool rounds."""
+        return self.tool.stop_rule if self.config.max_rounds > 0 else StopRule()
+
+    def will_call(self, text: str) -> bool:
+        """Whether acting ``text`` now would run a tool call (one that ends it, rounds left)."""
+        if self.config.max_rounds <= 0 or self._rounds >= self.config.max_rounds:
+            return False
+        return self.tool.find_call(text) is not None
 
     @property
     def sandbox(self) -> Sandbox:
@@ -335,10 +351,6 @@ def shared_sandbox(name: str, config: dict[str, Any]) -> Sandbox:
     return SANDBOXES.make(name, **config)
 
 
-def _make_env(cfg: TIREnvConfig) -> TIREnv:
-    return TIREnv(cfg)
-
-
 class MathCoTConfig(TIREnvConfig):
     """Chain of thought without tools: the same episode shape, every turn is the answer."""
 
@@ -349,12 +361,12 @@ class MathCoTConfig(TIREnvConfig):
 ENVS.register(
     "thor/MathTIR-v0",
     config=TIREnvConfig,
-    factory=_make_env,
+    factory=TIREnv,
     description="Tool-integrated math reasoning on MATH train problems (THOR-SPEC section 0)",
 )
 ENVS.register(
     "thor/MathCoT-v0",
     config=MathCoTConfig,
-    factory=_make_env,
+    factory=TIREnv,
     description="The same problems without tools (chain of thought)",
 )

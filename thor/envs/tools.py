@@ -27,7 +27,7 @@ from thor.registries import TOOLS
 from thor.text.protocol import (
     CODE_STOP_STRINGS,
     OutputFormat,
-    code_close_end,
+    StopRule,
     find_code_block,
     format_output,
 )
@@ -61,10 +61,8 @@ class Tool(ABC):
     """
 
     name: ClassVar[str]
-    stop: ClassVar[tuple[str, ...]] = ()
-    """Strings that end a model turn that calls this tool (given to the policy)."""
-    stop_at_code_close: ClassVar[bool] = False
-    """Whether a turn ends right after the closing fence of a python block."""
+    stop_rule: ClassVar[StopRule] = StopRule()
+    """Where a model turn that calls this tool ends: the rollout engine gives it to the policy."""
 
     def __init__(self, output_format: OutputFormat | None = None) -> None:
         self.output_format = output_format or OutputFormat()
@@ -82,11 +80,8 @@ class Tool(ABC):
         return format_output(result, self.output_format)
 
     def call_end(self, text: str) -> int | None:
-        """Where a call completes in ``text`` (the stop rule), or ``None``."""
-        if self.stop_at_code_close:
-            return code_close_end(text)
-        hits = [text.find(s) + len(s) for s in self.stop if s in text]
-        return min(hits) if hits else None
+        """Where a call completes in ``text`` (by the stop rule), or ``None``."""
+        return self.stop_rule.end(text)
 
 
 class PythonToolConfig(ThorConfig):
@@ -102,8 +97,7 @@ class PythonTool(Tool):
     """Runs the ```` ```python ```` block an action ends with, in the episode's sandbox session."""
 
     name = "python"
-    stop = CODE_STOP_STRINGS
-    stop_at_code_close = True
+    stop_rule = StopRule(stop=CODE_STOP_STRINGS, code_close=True)
 
     def __init__(self, config: PythonToolConfig | None = None) -> None:
         self.config = config or PythonToolConfig()

@@ -14,9 +14,9 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from thor.agents.config import AgentKind, RolloutConfig
+from thor.agents.config import RolloutConfig
 from thor.agents.rollout import RolloutEngine, RolloutTask
 from thor.config import ThorConfig
 from thor.data.loaders import load_problems
@@ -52,7 +52,7 @@ class EvalConfig(ThorConfig):
     """What to evaluate and how. Fields left ``None`` take the preset's value, then the default."""
 
     benchmark: str = Field("math500", description="A shipped benchmark name or a JSONL path")
-    agent: AgentKind = "tir"
+    agent: str = Field("tir", description="A registered agent: cot, tir, thor, or a plugin's")
     preset: Literal["paper", "cpu"] | None = None
     k: int | None = Field(None, ge=1, description="Samples per problem (Avg@k); default 4")
     limit: int | None = Field(None, ge=1, description="First N problems")
@@ -65,9 +65,24 @@ class EvalConfig(ThorConfig):
     temperature: float | None = Field(None, ge=0.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     max_response_tokens: int | None = Field(None, ge=1)
-    rollout: dict[str, Any] = Field(default_factory=dict, description="Other RolloutConfig fields")
+    rollout: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Other RolloutConfig fields: agent and env config fields, batching",
+    )
     out: Path | None = Field(None, description="Results JSONL (resumed when it exists)")
     progress: bool = True
+
+    @field_validator("agent")
+    @classmethod
+    def _known_agent(cls, name: str) -> str:
+        from thor.errors import UnknownNameError
+        from thor.registries import AGENTS
+
+        try:
+            AGENTS.entry(name)
+        except UnknownNameError as err:
+            raise ValueError(str(err)) from None
+        return name
 
     def resolved(self) -> tuple[int, RolloutConfig]:
         """The number of samples and the agent's rollout config after presets and defaults."""
@@ -78,13 +93,29 @@ class EvalConfig(ThorConfig):
             return value if value is not None else preset.get(name, default)
 
         k = pick("k", 4)
-        rollout = RolloutConfig(
-            agent=self.agent,
-            temperature=pick("temperature", 0.6),
-            top_p=pick("top_p", 1.0),
-            max_response_tokens=pick("max_response_tokens", 4096),
-            reward="correct",
-            **{**preset.get("engine", {}), **self.rollout},
+        extra = dict(self.rollout)
+        agent = extra.pop("agent", {})
+        agent = {"name": agent} if isinstance(agent, str) else dict(agent)
+        env = extra.pop("env", None)
+        if env is None or (isinstance(env, dict) and "name" not in env):
+            # the eval protocol's budget and reward apply to the agent's default env
+            env = {
+                "max_response_tokens": pick("max_response_tokens", 4096),
+                "reward": "correct",
+                **(env or {}),
+            }
+        rollout = RolloutConfig.model_validate(
+            {
+                "agent": {
+                    "name": self.agent,
+                    "temperature": pick("temperature", 0.6),
+                    "top_p": pick("top_p", 1.0),
+                    **agent,
+                },
+                "env": env,
+                **preset.get("engine", {}),
+                **extra,
+            }
         )
         return k, rollout
 

@@ -37,6 +37,7 @@ __all__ = [
     "CODE_STOP_STRINGS",
     "CodeBlock",
     "OutputFormat",
+    "StopRule",
     "code_close_end",
     "extract_boxed",
     "find_code_block",
@@ -47,6 +48,37 @@ __all__ = [
 ]
 
 CODE_LANGS = ("python", "py", "python3")
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """Where a model turn that calls a tool ends: what a policy is told to stop on.
+
+    Attributes:
+        stop: strings that end the turn (the string is kept in the turn).
+        code_close: end the turn right after the closing fence of a python block.
+
+    Example:
+        >>> StopRule(stop=("</calc>",)).end("2+2 is <calc>2+2</calc> and more")
+        23
+        >>> StopRule(code_close=True).end("```python\nprint(1)\n```\nrest")
+        22
+        >>> StopRule().end("anything") is None
+        True
+    """
+
+    stop: tuple[str, ...] = ()
+    code_close: bool = False
+
+    def end(self, text: str) -> int | None:
+        """Where the first call completes in ``text`` (the offset after it), or ``None``."""
+        hits = [text.find(s) + len(s) for s in self.stop if s and s in text]
+        if self.code_close:
+            close = code_close_end(text)
+            if close is not None:
+                hits.append(close)
+        return min(hits) if hits else None
+
 
 # A fence tagged python opens a block (models sometimes open one mid-line, so no anchor).
 _OPEN = re.compile(r"```[ \t]*(python3|python|py)[ \t]*(?:\r?\n|$)")

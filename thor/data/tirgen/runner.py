@@ -113,7 +113,7 @@ def cot_accuracy(
             top_p=cfg.top_p,
             max_response_tokens=cfg.cot_max_tokens,
             rollout={"batch_size": cfg.cot_batch_size, "cohorts": 1}
-            | ({"system_prompt": cfg.system_prompt} if cfg.system_prompt else {}),
+            | ({"env": {"system_prompt": cfg.system_prompt}} if cfg.system_prompt else {}),
             out=results,
             progress=cfg.progress,
         ),

@@ -1,0 +1,204 @@
+"""The seams of the rollout engine: any agent, any env (through its protocol), typed snapshots.
+
+A user's agent and a user's tool (with its own call syntax) are defined here, outside the package,
+and run through the same engine, evaluation and training paths as thor's own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import Field
+
+import thor
+from thor.agents import (
+    Agent,
+    AgentConfig,
+    CallContext,
+    EpisodeState,
+    RolloutConfig,
+    RolloutEngine,
+    RolloutTask,
+    run_agent,
+)
+from thor.algos import CollectContext
+from thor.algos.problems import ProblemStream
+from thor.testing import ScriptedPolicy
+from thor.types import Problem, Turn, failed
+
+pytestmark = pytest.mark.timeout(300)
+F = "```"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# -- a user's agent: retry a failed call N times, regenerating the whole turn (no backtrack) -------
+class RetryConfig(AgentConfig):
+    retries: int = Field(2, ge=0)
+
+
+class RetryAgent(Agent):
+    """Runs each call on a fork; a failed one is thrown away and its turn regenerated whole."""
+
+    name = "test.retry"
+    config_class = RetryConfig
+    config: RetryConfig
+
+    def on_call(self, state: EpisodeState, turn: Turn, ctx: CallContext) -> None:
+        branch, outcome = ctx.act_on_fork(state, turn)
+        if failed(outcome.info.get("exec")) and state.retries < self.config.retries:
+            kept = branch.episode.turns[-1]  # the turn with its failed result
+            branch.close()
+            state.retries += 1
+            ctx.discard(state, kept, None)  # no prefix: the turn is regenerated whole
+            return
+        ctx.adopt(state, branch, outcome)
+        state.retries = 0
+
+
+if "test.retry" not in thor.AGENTS:
+    thor.AGENTS.register("test.retry", config=RetryConfig, factory=RetryAgent)
+
+
+def failing_then_fixed(fails: int):
+    seen = {"n": 0}
+
+    def script(prompt: str) -> str:
+        if prompt.rstrip().endswith(F):  # after an output block
+            return "So \\boxed{42}."
+        seen["n"] += 1
+        if seen["n"] <= fails:
+            return f"Compute.\n{F}python\nprint(undefined_name)\n{F}"
+        return f"Compute.\n{F}python\nprint(6 * 7)\n{F}"
+
+    return script, seen
+
+
+def test_a_users_agent_runs_by_name_with_its_config() -> None:
+    script, seen = failing_then_fixed(fails=2)
+    cfg = RolloutConfig(agent={"name": "test.retry", "retries": 3})
+    [ep] = run_agent(ScriptedPolicy(script), [Problem(id="q", problem="6*7?", answer="42")], cfg)
+    assert seen["n"] == 3 and len(ep.discarded) == 2 and ep.discarded[0].kept_text == ""
+    assert all(d.turn.failed_call for d in ep.discarded)
+    assert ep.num_calls == 1 and not ep.turns[0].failed_call and ep.reward == 1.0
+    assert ep.metadata["agent"] == "test.retry"
+
+
+def test_a_typo_in_an_agent_or_its_config_says_did_you_mean() -> None:
+    with pytest.raises(Exception, match="did you mean 'thor'"):
+        RolloutConfig(agent="thr")
+    with pytest.raises(Exception, match="did you mean 'max_retries'"):
+        RolloutConfig(agent={"name": "thor", "max_retris": 1})
+    with pytest.raises(Exception, match="did you mean 'max_rounds'"):
+        RolloutConfig(env={"max_roundz": 1})
+
+
+@pytest.mark.parametrize("agent", ["tir", "thor"])
+def test_failure_snapshots_are_part_of_the_rollout_with_every_agent(agent: str) -> None:
+    script, _ = failing_then_fixed(fails=1)
+    problem = Problem(id="q", problem="6*7?", answer="42")
+    cfg = RolloutConfig(agent={"name": agent, "max_retries": 1} if agent == "thor" else agent)
+    with RolloutEngine(ScriptedPolicy(script), cfg) as engine:
+        with engine.rollout([RolloutTask(problem=problem)], keep_snapshots=True) as r:
+            [ep] = r.episodes
+            assert list(r.snapshots) == [(ep.id, 0)]  # the state before turn 0's failed call
+            snap = r.snapshot(ep.id, 0)
+            assert snap is not None and len(snap.episode.turns) == 0
+            _, _, _, _, info = snap.fork().act(Turn(text=f"{F}python\nprint(1)\n{F}"))
+            assert info["exec"].ok
+        assert r.snapshots == {}  # closed with the rollout
+        plain = engine.run([RolloutTask(problem=problem, sample=1)])
+        assert len(plain) == 1
+
+
+def test_agent_thor_with_algorithm_thor_trains_step_groups() -> None:
+    """The silent no-op of the first wave: self-correction kept no snapshots for step-level RL."""
+    fixes = iter(
+        [f" again.\n{F}python\nprint(6 * 7)\n{F}", f" again.\n{F}python\nprint(1/0)\n{F}"] * 50
+    )
+
+    def script(prompt: str) -> str:
+        if prompt.rstrip().endswith(F):
+            return "So \\boxed{42}."
+        if prompt.endswith("assistant\n"):
+            return f"I will compute it now.\n{F}python\nprint(undefined_name)\n{F}"
+        return next(fixes)  # a retry (thor agent) or a branch point (step level)
+
+    policy = ScriptedPolicy(script)
+    algo = thor.ALGORITHMS.make(
+        "thor",
+        group_size=2,
+        prompts_per_step=1,
+        step_group_size=2,
+        suffix_tokens=2,
+        exclude_failed_calls=False,
+        dynamic_sampling=False,
+    )
+    cfg = RolloutConfig(agent={"name": "thor", "max_retries": 1, "backtrack_tokens": 2})
+    problems = [Problem(id="q", problem="What is 6*7?", answer="42")]
+    with RolloutEngine(policy, cfg) as engine:
+        out = algo.collect(CollectContext(engine, policy, ProblemStream(problems), step=0, seed=0))
+    assert out.metrics["step_branch_points"] >= 1
+    assert out.metrics["step_groups_kept"] >= 1
+    assert any(s.kind == "step" for s in out.samples)
+
+
+# -- a user's tool with its own call syntax, driven by the engine ---------------------------------
+def load_solve_example():
+    name = "thor_example_solve_tool_env"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / "solve_tool_env.py")
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+def test_a_tool_with_its_own_syntax_runs_through_the_engine_with_its_stop_rule() -> None:
+    load_solve_example()
+    seen_stops: list[list[str]] = []
+
+    class Recording(ScriptedPolicy):
+        def generate(self, prompts, params):  # type: ignore[no-untyped-def]
+            seen_stops.append(list(params.stop))
+            return super().generate(prompts, params)
+
+    def script(prompt: str) -> str:
+        if prompt.rstrip().endswith("</result>"):
+            return "The larger root is \\boxed{3}."
+        return "Solve it. <solve>x**2 - 5*x + 6 = 0</solve> and then more text that must not appear"
+
+    cfg = RolloutConfig(agent="tir", env={"name": "examples/SolveTIR-v0", "reward": "correct"})
+    [ep] = run_agent(
+        Recording(script), [Problem(id="s", problem="Larger root of x^2-5x+6?", answer="3")], cfg
+    )
+    assert seen_stops[0] == ["</solve>"]
+    assert ep.turns[0].text.endswith("</solve>") and ep.turns[0].observation.strip() == (
+        "<result>[2, 3]</result>"
+    )
+    assert ep.reward == 1.0
+
+
+def test_thor_make_and_gymnasium_make_take_runtime_objects() -> None:
+    import gymnasium
+
+    problems = [Problem(id="only", problem="1+1?", answer="2")]
+    calls: list[str] = []
+
+    def reward(ep) -> float:  # type: ignore[no-untyped-def]
+        calls.append(ep.id)
+        return 0.5
+
+    for make in (thor.make, gymnasium.make):
+        env = make("thor/MathTIR-v0", max_rounds=1, problems=problems, reward_fn=reward)
+        try:
+            obs, _ = env.reset(seed=0)
+            assert obs == "1+1?" and env.spec is not None
+            _, r, term, _, _ = env.step("\\boxed{2}")
+            assert (r, term) == (0.5, True)
+        finally:
+            env.close()
+    assert calls == ["only", "only"]
