@@ -105,8 +105,8 @@ def run_thor(setup: Setup, model: Any, tok: Any, args: argparse.Namespace, out: 
 
     n = setup.prompts * setup.group
     cfg = TrainConfig(
-        algorithm="grpo",
-        algorithm_config={
+        algorithm={
+            "name": "grpo",
             "group_size": setup.group,
             "prompts_per_step": setup.prompts,
             "dynamic_sampling": False,  # the same work every step (TRL has no dynamic sampling)

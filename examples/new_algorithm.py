@@ -98,8 +98,7 @@ def main(
 
     problems = [thor.Problem(id=f"p{i}", problem=f"Write a number {i}.") for i in range(8)]
     config = TrainConfig(
-        algorithm="reinforce_pp",
-        algorithm_config={"group_size": 4, "prompts_per_step": 2},
+        algorithm={"name": "reinforce_pp", "group_size": 4, "prompts_per_step": 2},
         rollout={"agent": "cot", "env": {"reward": "digit_share", "max_response_tokens": 12}},
         optim={"lr": 1e-3, "micro_batch_size": 8},
         precision="fp32",

@@ -25,7 +25,17 @@ from thor.errors import (
     ThorError,
     UnknownNameError,
 )
-from thor.registries import AGENTS, ALGORITHMS, DATASETS, ENVS, POLICIES, REWARDS, SANDBOXES, TOOLS
+from thor.registries import (
+    AGENTS,
+    ALGORITHMS,
+    DATASETS,
+    ENVS,
+    LOSSES,
+    POLICIES,
+    REWARDS,
+    SANDBOXES,
+    TOOLS,
+)
 from thor.registry import Registry
 from thor.types import (
     Completion,
@@ -46,6 +56,7 @@ __all__ = [
     "ALGORITHMS",
     "DATASETS",
     "ENVS",
+    "LOSSES",
     "POLICIES",
     "REWARDS",
     "SANDBOXES",

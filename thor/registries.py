@@ -6,36 +6,60 @@ Third-party packages add entries through the ``thor.plugins`` entry-point group.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from thor.data.loaders import DATASETS
 from thor.registry import Registry
 
 if TYPE_CHECKING:
     import gymnasium
 
-__all__ = ["AGENTS", "ALGORITHMS", "DATASETS", "ENVS", "POLICIES", "REWARDS", "SANDBOXES", "TOOLS"]
+    from thor.agents.backends.base import Policy
+    from thor.agents.base import Agent
+    from thor.algos.base import Algorithm
+    from thor.algos.losses import GRPOLoss
+    from thor.envs.sandbox.base import Sandbox
+    from thor.envs.tools import Tool
+    from thor.types import Episode, Problem
+
+__all__ = [
+    "AGENTS",
+    "ALGORITHMS",
+    "DATASETS",
+    "ENVS",
+    "LOSSES",
+    "POLICIES",
+    "REWARDS",
+    "SANDBOXES",
+    "TOOLS",
+]
+
+DATASETS: Registry[list[Problem]] = Registry("dataset", modules=("thor.data.loaders",))
+"""Problem sets by name: the shipped benchmarks, synthetic splits, a user's own."""
 
 ENVS: Registry[gymnasium.Env[Any, Any]] = Registry("env", versioned=True, modules=("thor.envs",))
 """Environments, also registered with gymnasium (``gymnasium.make("thor/MathTIR-v0")``)."""
 
-TOOLS: Registry[Any] = Registry("tool", modules=("thor.envs.tools",))
+TOOLS: Registry[Tool] = Registry("tool", modules=("thor.envs.tools",))
 """Tools an env can call (python by default)."""
 
-SANDBOXES: Registry[Any] = Registry("sandbox", modules=("thor.envs.sandbox",))
+SANDBOXES: Registry[Sandbox] = Registry("sandbox", modules=("thor.envs.sandbox",))
 """Code executors: ``local`` (bubblewrap-isolated, forkable) and ``remote`` (SandboxFusion API)."""
 
-REWARDS: Registry[Any] = Registry("reward", modules=("thor.rewards",))
+REWARDS: Registry[Callable[[Episode], float]] = Registry("reward", modules=("thor.rewards",))
 """Reward functions over an episode."""
 
-POLICIES: Registry[Any] = Registry("policy", modules=("thor.agents.backends",))
+POLICIES: Registry[Policy] = Registry("policy", modules=("thor.agents.backends",))
 """Policy backends: ``hf``, ``vllm``, ``openai``."""
 
-AGENTS: Registry[Any] = Registry("agent", modules=("thor.agents",))
+AGENTS: Registry[Agent] = Registry("agent", modules=("thor.agents",))
 """Inference agents: ``cot``, ``tir``, ``thor`` (TIR with self-correction)."""
 
-ALGORITHMS: Registry[Any] = Registry("algorithm", modules=("thor.algos",))
+ALGORITHMS: Registry[Algorithm] = Registry("algorithm", modules=("thor.algos",))
 """Training algorithms: ``grpo``, ``thor`` (trajectory + step level), variants."""
+
+LOSSES: Registry[GRPOLoss] = Registry("loss", modules=("thor.algos.losses",))
+"""Policy losses an algorithm trains with: ``grpo`` (THOR's clipped surrogate), a user's own."""
 
 
 # -- specs: a part chosen by registry name with its typed config, for use inside other configs --
@@ -66,4 +90,17 @@ class RewardSpec(PartSpec):
     registry = REWARDS
 
 
-__all__ += ["AgentSpec", "EnvSpec", "PolicySpec", "RewardSpec"]
+class AlgorithmSpec(PartSpec):
+    """An algorithm by name with its config: ``{"name": "thor", "group_size": 4}``."""
+
+    registry = ALGORITHMS
+
+
+class LossSpec(PartSpec):
+    """A loss by name with its config; a mapping without a name is THOR's ``grpo`` loss."""
+
+    registry = LOSSES
+    default_name = "grpo"
+
+
+__all__ += ["AgentSpec", "AlgorithmSpec", "EnvSpec", "LossSpec", "PolicySpec", "RewardSpec"]

@@ -252,6 +252,8 @@ class PartSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     registry: ClassVar[Registry[Any]]
+    default_name: ClassVar[str | None] = None
+    """The name used when a mapping gives none (e.g. ``grpo`` for a loss)."""
 
     name: str
     config: SerializeAsAny[BaseModel]
@@ -264,7 +266,7 @@ class PartSpec(BaseModel):
         if not isinstance(data, dict):
             return data
         fields = dict(data)
-        name = fields.pop("name", None)
+        name = fields.pop("name", cls.default_name)
         if not isinstance(name, str):
             raise ValueError(f"a {cls.registry.kind} needs a 'name' (one of the registered names)")
         nested = fields.pop("config", None)

@@ -11,55 +11,28 @@ import sys
 from pathlib import Path
 
 import pytest
-from pydantic import Field
 
 import thor
-from thor.agents import (
-    Agent,
-    AgentConfig,
-    CallContext,
-    EpisodeState,
-    RolloutConfig,
-    RolloutEngine,
-    RolloutTask,
-    run_agent,
-)
+from thor.agents import RolloutConfig, RolloutEngine, RolloutTask, run_agent
 from thor.algos import CollectContext
 from thor.algos.problems import ProblemStream
 from thor.testing import ScriptedPolicy
-from thor.types import Problem, Turn, failed
+from thor.types import Problem, Turn
 
 pytestmark = pytest.mark.timeout(300)
 F = "```"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# -- a user's agent: retry a failed call N times, regenerating the whole turn (no backtrack) -------
-class RetryConfig(AgentConfig):
-    retries: int = Field(2, ge=0)
-
-
-class RetryAgent(Agent):
-    """Runs each call on a fork; a failed one is thrown away and its turn regenerated whole."""
-
-    name = "test.retry"
-    config_class = RetryConfig
-    config: RetryConfig
-
-    def on_call(self, state: EpisodeState, turn: Turn, ctx: CallContext) -> None:
-        branch, outcome = ctx.act_on_fork(state, turn)
-        if failed(outcome.info.get("exec")) and state.retries < self.config.retries:
-            kept = branch.episode.turns[-1]  # the turn with its failed result
-            branch.close()
-            state.retries += 1
-            ctx.discard(state, kept, None)  # no prefix: the turn is regenerated whole
-            return
-        ctx.adopt(state, branch, outcome)
-        state.retries = 0
-
-
-if "test.retry" not in thor.AGENTS:
-    thor.AGENTS.register("test.retry", config=RetryConfig, factory=RetryAgent)
+def load_example(name: str):
+    mod_name = f"thor_example_{name}"
+    if mod_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(mod_name, ROOT / "examples" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[mod_name]
 
 
 def failing_then_fixed(fails: int):
@@ -77,13 +50,14 @@ def failing_then_fixed(fails: int):
 
 
 def test_a_users_agent_runs_by_name_with_its_config() -> None:
+    load_example("retry_agent")  # examples/retry_agent.py: a fourth agent in one file
     script, seen = failing_then_fixed(fails=2)
-    cfg = RolloutConfig(agent={"name": "test.retry", "retries": 3})
+    cfg = RolloutConfig(agent={"name": "retry", "retries": 3})
     [ep] = run_agent(ScriptedPolicy(script), [Problem(id="q", problem="6*7?", answer="42")], cfg)
     assert seen["n"] == 3 and len(ep.discarded) == 2 and ep.discarded[0].kept_text == ""
     assert all(d.turn.failed_call for d in ep.discarded)
     assert ep.num_calls == 1 and not ep.turns[0].failed_call and ep.reward == 1.0
-    assert ep.metadata["agent"] == "test.retry"
+    assert ep.metadata["agent"] == "retry"
 
 
 def test_a_typo_in_an_agent_or_its_config_says_did_you_mean() -> None:
@@ -146,19 +120,8 @@ def test_agent_thor_with_algorithm_thor_trains_step_groups() -> None:
 
 
 # -- a user's tool with its own call syntax, driven by the engine ---------------------------------
-def load_solve_example():
-    name = "thor_example_solve_tool_env"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / "solve_tool_env.py")
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
 def test_a_tool_with_its_own_syntax_runs_through_the_engine_with_its_stop_rule() -> None:
-    load_solve_example()
+    load_example("solve_tool_env")
     seen_stops: list[list[str]] = []
 
     class Recording(ScriptedPolicy):
@@ -202,3 +165,33 @@ def test_thor_make_and_gymnasium_make_take_runtime_objects() -> None:
         finally:
             env.close()
     assert calls == ["only", "only"]
+
+
+def test_rewards_are_configured_from_yaml_as_weighted_terms(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    from thor.config import load_config
+
+    path = tmp_path / "rollout.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "agent": "tir",
+                "env": {
+                    "reward": [
+                        {"name": "correct", "weight": 1.0, "config": {"mode": "lenient"}},
+                        {"name": "tool_calls", "weight": 0.5, "mode": "bonus", "bonus": 0.2},
+                    ]
+                },
+            }
+        )
+    )
+    cfg = load_config(RolloutConfig, path)
+    script, _ = failing_then_fixed(fails=0)
+    [ep] = run_agent(ScriptedPolicy(script), [Problem(id="q", problem="6*7?", answer="42")], cfg)
+    assert ep.rewards == {"correct": 1.0, "tool_calls": 0.2}
+    assert ep.reward == pytest.approx(1.0 + 0.5 * 0.2)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"env": {"reward": [{"name": "corect"}]}}))
+    with pytest.raises(thor.ConfigError, match="did you mean 'correct'"):
+        load_config(RolloutConfig, bad)

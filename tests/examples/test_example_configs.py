@@ -8,7 +8,6 @@ import pytest
 
 from thor.algos.loop import TrainConfig
 from thor.algos.sft import SFTConfig
-from thor.cli.train import check_train_config
 from thor.config import load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "examples" / "configs"
@@ -23,8 +22,9 @@ def test_every_example_config_has_a_loader() -> None:
 def test_example_config_loads(name: str) -> None:
     cfg = load_config(KINDS[name], CONFIGS / name)
     if isinstance(cfg, TrainConfig):
-        check_train_config(cfg)  # rollout and algorithm_config are validated too
-        assert cfg.algorithm == "thor" and cfg.rollout.agent.name == "tir"
+        # every part is validated with the config: the algorithm, its loss, the agent, the env
+        assert cfg.algorithm.name == "thor" and cfg.algorithm.config.loss.name == "grpo"
+        assert cfg.rollout.agent.name == "tir"
         assert cfg.rollout.env is not None and cfg.rollout.env.config.reward == "thor"
     else:
         assert cfg.lr == 2e-6 and cfg.data.name == "sft.jsonl"

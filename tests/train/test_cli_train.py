@@ -74,7 +74,7 @@ def test_a_typo_fails_with_the_field_named(
     assert main(["train", "--set", "rollout.agent.temperatur=1.0", "--print-config"]) == 1
     assert "rollout" in (err := capsys.readouterr().err) and "did you mean 'temperature'" in err
 
-    args = ["train", "--set", "algorithm=grpo", "--set", "algorithm_config.group_sise=4"]
+    args = ["train", "--set", "algorithm=grpo", "--set", "algorithm.group_sise=4"]
     assert main([*args, "--print-config"]) == 1
     assert "did you mean 'group_size'" in capsys.readouterr().err
 
@@ -89,7 +89,7 @@ def test_set_overrides_the_config_file(tmp_path: Path, capsys: pytest.CaptureFix
     assert main([*args, "--set", "lora={r: 4}", "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["optim"]["lr"] == 3e-3 and printed["steps"] == 7
-    assert printed["algorithm"] == "grpo" and printed["lora"]["r"] == 4
+    assert printed["algorithm"]["name"] == "grpo" and printed["lora"]["r"] == 4
 
 
 def test_thor_sft_trains_from_a_config_file(

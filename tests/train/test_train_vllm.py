@@ -42,8 +42,7 @@ def test_a_training_update_reaches_the_vllm_engine(tmp_path: Path) -> None:
         model, tok = load_causal_lm("embedded")
         problems = [Problem(id=f"p{i}", problem=q) for i, q in enumerate(QUESTIONS)]
         config = TrainConfig(
-            algorithm="grpo",
-            algorithm_config={"group_size": 4, "prompts_per_step": 2},
+            algorithm={"name": "grpo", "group_size": 4, "prompts_per_step": 2},
             rollout={"agent": "cot", "env": {"reward": "char_variety", "max_response_tokens": 12}},
             optim={"lr": 1e-4, "micro_batch_size": 8},
             precision="fp32",
@@ -92,4 +91,51 @@ def test_a_training_update_reaches_the_vllm_engine(tmp_path: Path) -> None:
         print("max |logprob gap| stale:", stale_gap, "fresh:", fresh_gap)
         assert max(stale_gap) > 10 * max(fresh_gap)  # the update mattered, and it arrived
     finally:
+        engine.close()
+
+
+def test_training_generates_with_vllm_named_in_the_config(tmp_path: Path) -> None:
+    """``generation: {name: vllm}``: the trainer builds the engine, syncs the weights before the
+    first step and after each update (the WeightSync protocol), and the engine then scores its
+    tokens as the trained model does."""
+    import tiny_plugin  # noqa: F401  (registers the reward char_variety)
+
+    from thor.algos.loop import TrainConfig, Trainer
+    from thor.types import Problem, SamplingParams
+
+    problems = [Problem(id=f"p{i}", problem=q) for i, q in enumerate(QUESTIONS)]
+    config = TrainConfig(
+        model="embedded",
+        generation={
+            "name": "vllm",
+            "model": "embedded",
+            "dtype": "float32",
+            "max_model_len": 1024,
+            "enforce_eager": True,
+        },
+        algorithm={"name": "grpo", "group_size": 4, "prompts_per_step": 2},
+        rollout={"agent": "cot", "env": {"reward": "char_variety", "max_response_tokens": 12}},
+        optim={"lr": 1e-4, "micro_batch_size": 8},
+        precision="fp32",
+        steps=1,
+        out_dir=tmp_path / "run",
+        export=False,
+        progress=False,
+    )
+    trainer = Trainer(config, problems=problems)
+    engine = trainer.policy
+    try:
+        assert type(engine).__name__ == "VLLMPolicy" and engine.weights_version == 0
+        metrics = trainer.train_step()
+        assert metrics["train_tokens"] > 0 and engine.weights_version == 1
+        prompts = [
+            engine.encode(engine.apply_chat_template([{"role": "user", "content": q}]))
+            for q in QUESTIONS
+        ]
+        fresh = engine.generate(prompts, SamplingParams(max_tokens=16, temperature=0.0))
+        for p, new in zip(prompts, fresh, strict=True):
+            reference = teacher_forced(trainer.model, p, list(new.token_ids))
+            assert new.logprobs == pytest.approx(reference, abs=0.05)
+    finally:
+        trainer.engine.close()
         engine.close()

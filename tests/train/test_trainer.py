@@ -18,7 +18,6 @@ PROBLEMS = [Problem(id=f"p{i}", problem=f"Say a number {i}.", answer="7") for i 
 
 def config(tmp_path: Path, **over: object) -> TrainConfig:
     base: dict = {
-        "algorithm": "grpo",
         "steps": 4,
         "seed": 0,
         "out_dir": tmp_path / "run",
@@ -26,7 +25,12 @@ def config(tmp_path: Path, **over: object) -> TrainConfig:
         "export": False,
         "progress": False,
         "precision": "fp32",
-        "algorithm_config": {"group_size": 8, "prompts_per_step": 4, "loss": {"nll_coef": 0.0}},
+        "algorithm": {
+            "name": "grpo",
+            "group_size": 8,
+            "prompts_per_step": 4,
+            "loss": {"nll_coef": 0.0},
+        },
         "rollout": {"agent": "cot", "env": {"reward": "test_has_target", "max_response_tokens": 6}},
         "optim": {"lr": 3e-3, "micro_batch_size": 16},
     }

@@ -34,7 +34,6 @@ def write_problems(path: Path, n: int = 12) -> Path:
 def run_config(model_dir: Path, problems: Path, out_dir: Path, **over: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "model": str(model_dir),
-        "algorithm": "grpo",
         "dataset": str(problems),
         "steps": 3,
         "seed": 0,
@@ -42,7 +41,12 @@ def run_config(model_dir: Path, problems: Path, out_dir: Path, **over: Any) -> d
         "save_every": 1,
         "progress": False,
         "precision": "fp32",
-        "algorithm_config": {"group_size": 4, "prompts_per_step": 2, "loss": {"nll_coef": 0.0}},
+        "algorithm": {
+            "name": "grpo",
+            "group_size": 4,
+            "prompts_per_step": 2,
+            "loss": {"nll_coef": 0.0},
+        },
         "rollout": {"agent": "cot", "env": {"reward": "char_variety", "max_response_tokens": 6}},
         "optim": {"lr": 3e-3, "micro_batch_size": 8},
     }

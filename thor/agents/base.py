@@ -22,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -121,8 +121,9 @@ class CallContext(Protocol):
         """Throw ``turn`` away (recorded in ``Episode.discarded``); regenerate from ``prefix``."""
         ...
 
-    decode: Callable[[list[int]], str]
-    """The policy's ``decode`` (token ids -> text), for cutting turns in token space."""
+    def decode(self, ids: Sequence[int]) -> str:
+        """The policy's ``decode`` (token ids -> text), for cutting turns in token space."""
+        ...
 
 
 class Agent:

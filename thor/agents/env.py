@@ -89,6 +89,7 @@ def env_factory(
         import thor
 
         built = thor.make(spec.name, config=spec.config, **runtime)
-        return built.unwrapped  # type: ignore[no-any-return]
+        env: AgentEnv = built.unwrapped
+        return env
 
     return make

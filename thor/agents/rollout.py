@@ -328,8 +328,11 @@ class _Calls:
     def __init__(self, engine: RolloutEngine, keep_snapshots: bool) -> None:
         self.keep_snapshots = keep_snapshots
         self.snapshots: dict[tuple[str, int], AgentEnv] = {}
-        self.decode = engine.policy.decode
+        self._decode = engine.policy.decode
         self._lock = threading.Lock()
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._decode(ids)
 
     def act(self, state: EpisodeState, turn: Turn) -> StepOutcome:
         env = state.env

@@ -10,7 +10,7 @@ an environment failure is not taught as a wrong answer.
 Example:
     >>> import thor
     >>> algo = thor.ALGORITHMS.make("grpo", group_size=4, prompts_per_step=2)
-    >>> algo.config.loss.eps_high
+    >>> algo.config.loss.config.eps_high
     0.28
 """
 
@@ -26,8 +26,9 @@ from thor.agents.rollout import Rollout, RolloutTask
 from thor.algos.advantages import group_advantages, rloo_advantages, zero_spread_groups
 from thor.algos.base import Algorithm, CollectContext, Collected
 from thor.algos.batch import TrainSample
-from thor.algos.losses import GRPOLoss, GRPOLossConfig
+from thor.algos.losses import GRPOLoss
 from thor.config import ThorConfig
+from thor.registries import LossSpec
 from thor.types import Episode, failed
 
 __all__ = ["GRPO", "GRPOConfig", "episode_metrics"]
@@ -46,7 +47,10 @@ class GRPOConfig(ThorConfig):
         True, description="Leave trajectories with failed calls out of the loss"
     )
     trajectory_weight: float = Field(1.0, ge=0.0)
-    loss: GRPOLossConfig = Field(default_factory=GRPOLossConfig)
+    loss: LossSpec = Field(
+        default_factory=lambda: LossSpec.model_validate({}),
+        description="The policy loss by name with its config (default: grpo, THOR's values)",
+    )
 
 
 class GRPO(Algorithm):
@@ -58,7 +62,7 @@ class GRPO(Algorithm):
 
     def __init__(self, config: GRPOConfig | None = None) -> None:
         self.config = config or GRPOConfig()
-        self.loss = GRPOLoss(self.config.loss)
+        self.loss: GRPOLoss = self.config.loss.build()
 
     # -- hooks a variant may override ----------------------------------------------------------
     def advantages(self, rewards: torch.Tensor, group_size: int) -> torch.Tensor:

@@ -181,7 +181,7 @@ def sample_step_groups(
         for i, c in enumerate(completions)
     ]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="thor-step") as pool:
-        samples = list(pool.map(lambda job: _run_continuation(*job, score), jobs))
+        samples = list(pool.map(lambda job: _run_continuation(job[0], job[1], job[2], score), jobs))
     return [samples[i : i + group_size] for i in range(0, len(samples), group_size)]
 
 

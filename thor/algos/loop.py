@@ -2,8 +2,8 @@
 
 Example:
     >>> from thor.algos.loop import TrainConfig, train  # doctest: +SKIP
-    >>> train(TrainConfig(model="runs/sft/model", algorithm="thor", steps=20,
-    ...                   algorithm_config={"group_size": 4, "prompts_per_step": 4}))  # doctest: +SKIP
+    >>> train(TrainConfig(model="runs/sft/model", steps=20,
+    ...                   algorithm={"name": "thor", "group_size": 4}))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from thor.algos.metrics import MetricsLog
 from thor.algos.problems import ProblemStream
 from thor.config import ThorConfig
 from thor.data.loaders import load_problems
-from thor.registries import ALGORITHMS
+from thor.errors import ConfigError
+from thor.registries import AlgorithmSpec, PolicySpec
 from thor.types import Problem
 
 __all__ = ["LoraSettings", "OptimConfig", "TrainConfig", "Trainer", "load_causal_lm", "train"]
@@ -85,10 +86,15 @@ class TrainConfig(ThorConfig):
     model: str = Field(
         "embedded", description="'embedded', an HF model directory (e.g. an SFT export)"
     )
-    algorithm: str = Field(
-        "thor", description="A registered algorithm: grpo, thor, drgrpo, rloo..."
+    algorithm: AlgorithmSpec = Field(
+        default_factory=lambda: AlgorithmSpec.model_validate("thor"),
+        description="A registered algorithm with its config: thor, grpo, drgrpo, rloo...",
     )
-    algorithm_config: dict[str, Any] = Field(default_factory=dict)
+    generation: PolicySpec | None = Field(
+        None,
+        description="The policy that generates rollouts, kept in sync with the trained weights; "
+        "None: the trained module itself (transformers, in process)",
+    )
     dataset: str = Field("synthetic_train", description="A registered dataset or a JSONL file")
     dataset_limit: int | None = Field(None, ge=1)
     steps: int = Field(20, ge=1)
@@ -189,9 +195,13 @@ class Trainer:
             model.gradient_checkpointing_enable()
             model.config.use_cache = True  # generation still uses the KV cache
         self.model, self.tokenizer = model, tokenizer
-        self.algorithm = algorithm or ALGORITHMS.make(config.algorithm, **config.algorithm_config)
+        self.algorithm = algorithm or config.algorithm.build()
         self.rollout_config = config.rollout
-        self.policy = HFPolicy.from_model(model, tokenizer, name="train-policy")
+        self.policy = (
+            HFPolicy.from_model(model, tokenizer, name="train-policy")
+            if config.generation is None
+            else _generation_policy(config.generation)
+        )
         self.engine = RolloutEngine(self.policy, self.rollout_config)
         params = [p for p in model.parameters() if p.requires_grad]
         o = config.optim
@@ -199,7 +209,7 @@ class Trainer:
             params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay
         )
         self.ref_model = None
-        if self.algorithm.loss.config.kl_coef > 0:
+        if getattr(self.algorithm.loss, "uses_reference", False):
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
         self.stream = ProblemStream(
             problems or load_problems(config.dataset, limit=config.dataset_limit), seed=config.seed
@@ -213,6 +223,7 @@ class Trainer:
             console = Console()
         self.metrics = MetricsLog(self.out_dir / "metrics.jsonl", console=console)
         self._resume()
+        self.sync_weights()
 
     # -- the loop ---------------------------------------------------------------------------------
     def train(self) -> Path:
@@ -226,6 +237,8 @@ class Trainer:
                 self.export(self.out_dir / "model")
         finally:
             self.engine.close()
+            if self.config.generation is not None:
+                self.policy.close()
         return self.out_dir
 
     def train_step(self) -> dict[str, float]:
@@ -243,6 +256,9 @@ class Trainer:
             t1 = time.perf_counter()
             if collected.samples:
                 metrics.update(self.update(collected.samples))
+                t_sync = time.perf_counter()
+                self.sync_weights(version=self.step + 1)
+                metrics["time_weight_sync"] = time.perf_counter() - t_sync
             else:
                 log.info("step %d: no samples with signal; no update", self.step + 1)
         finally:
@@ -358,6 +374,10 @@ class Trainer:
         )
         self.optimizer.step()
 
+    def sync_weights(self, version: int | None = None) -> None:
+        """Send the trained weights to the generation policy (a no-op for the module itself)."""
+        self.policy.sync_weights(self.model, version=self.step if version is None else version)
+
     def _train_temperature(self) -> float:
         """The temperature the rollouts sampled at: the trained log-probs use the same."""
         return float(getattr(self.rollout_config.agent.config, "temperature", 1.0) or 1.0)
@@ -409,6 +429,19 @@ class Trainer:
         model.save_pretrained(directory, safe_serialization=True)
         self.tokenizer.save_pretrained(directory)
         return directory
+
+
+def _generation_policy(spec: PolicySpec) -> Any:
+    """A registered policy that takes weight updates (``sync_weights``), built from its spec."""
+    from thor.agents.backends.base import WeightSync
+
+    policy = spec.build()
+    if not isinstance(policy, WeightSync):
+        raise ConfigError(
+            f"generation: the {spec.name!r} policy cannot take weight updates (it has no "
+            "sync_weights); use one that does (hf, vllm) or leave generation unset"
+        )
+    return policy
 
 
 def _with_lora(model: Any, lora: LoraSettings) -> Any:

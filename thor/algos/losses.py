@@ -29,7 +29,9 @@ Masked positions get exactly zero gradient: inputs are replaced by zeros at mask
 backward pass.
 
 A variant overrides one method (:meth:`~GRPOLoss.per_token_objective`, :meth:`~GRPOLoss.aggregate`,
-:meth:`~GRPOLoss.ratio` or :meth:`~GRPOLoss.nll_mask`), not a ``loss_type`` string.
+:meth:`~GRPOLoss.ratio` or :meth:`~GRPOLoss.nll_mask`), not a ``loss_type`` string, and is
+registered in :data:`thor.LOSSES`; an algorithm config names it (``loss: {name: cispo, ...}``,
+see ``examples/cispo_loss.py``).
 
 Example:
     >>> import torch
@@ -53,6 +55,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from thor.config import ThorConfig, validate_config
+from thor.registries import LOSSES
 
 __all__ = ["Aggregation", "GRPOLoss", "GRPOLossConfig", "LossOutput", "kl_k3", "masked_mean"]
 
@@ -170,6 +173,11 @@ class GRPOLoss(nn.Module):
         self.config: GRPOLossConfig = validate_config(
             GRPOLossConfig, config if config is not None else kwargs
         )
+
+    @property
+    def uses_reference(self) -> bool:
+        """Whether the loss needs a reference model's log-probs (a KL term)."""
+        return self.config.kl_coef > 0
 
     # -- hooks a variant may override --------------------------------------------------------
     def ratio(self, logprobs: Tensor, old_logprobs: Tensor) -> Tensor:
@@ -336,3 +344,8 @@ class GRPOLoss(nn.Module):
             "ratio_max": ratio.masked_fill(~mask, 0.0).max(),  # ratios are positive; 0 if no token
             "tokens": mask.sum(),
         }
+
+
+LOSSES.register(
+    "grpo", config=GRPOLossConfig, factory=GRPOLoss, description="THOR's clipped surrogate"
+)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,8 +28,8 @@ C = TypeVar("C", bound=BaseModel)
 __all__ = [
     "add_config_arguments",
     "apply_overrides",
-    "check_train_config",
     "import_plugins",
+    "key_json_options",
     "load_run_config",
     "print_config",
     "register",
@@ -96,11 +97,44 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         node = data
         for part in parts[:-1]:
             child = node.setdefault(part, {})
+            if isinstance(child, str):  # a part named by a string: its fields go beside the name
+                child = node[part] = {"name": child}
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {item!r}: {part!r} is not a mapping")
             node = child
         node[parts[-1]] = value
     return data
+
+
+def key_json_options(pairs: list[str]) -> dict[str, object]:
+    """``KEY=JSON`` pairs as a dict (a value that is not JSON is kept as text).
+
+    Example:
+        >>> key_json_options(['base_url="http://127.0.0.1:8000/v1"', "timeout_s=30", "name=x"])
+        {'base_url': 'http://127.0.0.1:8000/v1', 'timeout_s': 30, 'name': 'x'}
+    """
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _merge(data: dict[str, Any], fields: dict[str, Any]) -> None:
+    """Merge nested ``fields`` into ``data`` (in place); a name given as a string becomes
+    ``{"name": ...}`` when fields go beside it."""
+    for key, value in fields.items():
+        old = data.get(key)
+        if isinstance(value, dict) and isinstance(old, str):
+            old = {"name": old}
+        if isinstance(value, dict) and isinstance(old, dict):
+            data[key] = old
+            _merge(old, value)
+        else:
+            data[key] = value
 
 
 def _number(text: str) -> Any:
@@ -119,7 +153,10 @@ def import_plugins(names: list[str]) -> None:
             if not path.is_file():
                 raise ConfigError(f"--import {name}: no such file")
             mod_name = f"thor_user_{path.stem}"
-            spec = importlib.util.spec_from_file_location(mod_name, path)
+            loaded = sys.modules.get(mod_name)
+            if loaded is not None and getattr(loaded, "__file__", None) == str(path.resolve()):
+                continue  # imported already (a second command in the same process)
+            spec = importlib.util.spec_from_file_location(mod_name, path.resolve())
             if spec is None or spec.loader is None:
                 raise ConfigError(f"--import {name}: cannot load it")
             module = importlib.util.module_from_spec(spec)
@@ -132,27 +169,30 @@ def import_plugins(names: list[str]) -> None:
                 raise ConfigError(f"--import {name}: {err}") from None
 
 
-def load_run_config(cls: type[C], path: Path | None, overrides: list[str]) -> C:
-    """A config from an optional file plus ``--set`` overrides, validated (errors name the file)."""
+def load_run_config(
+    cls: type[C],
+    path: Path | None,
+    overrides: list[str],
+    fields: dict[str, Any] | None = None,
+) -> C:
+    """A config from an optional file, shortcut flags (``fields``, over the file) and ``--set``
+    overrides (last), validated; errors name where the bad value came from."""
     from thor.config import load_mapping, validate_config
 
     data = load_mapping(path) if path is not None else {}
+    _merge(data, fields or {})
+    where = str(path) if path is not None else "the command line"
+    if overrides:  # a bad value is blamed on where it came from: the file and flags, or --set
+        try:
+            validate_config(cls, data)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        where = "--set"
     apply_overrides(data, overrides)
     try:
         return validate_config(cls, data)
     except ConfigError as err:
-        where = str(path) if path is not None else "--set"
         raise ConfigError(f"{where}: {err}") from None
-
-
-def check_train_config(cfg: Any) -> None:
-    """Validate the free-form part of a :class:`TrainConfig` now (algorithm_config)."""
-    from thor.registries import ALGORITHMS
-
-    try:
-        ALGORITHMS.config(cfg.algorithm, **cfg.algorithm_config)
-    except ConfigError as err:
-        raise ConfigError(f"algorithm_config: {err}") from None
 
 
 def setup_run(args: argparse.Namespace) -> None:
@@ -176,7 +216,6 @@ def run(args: argparse.Namespace) -> int:
 
     setup_run(args)
     cfg = load_run_config(TrainConfig, args.config, args.overrides)
-    check_train_config(cfg)
     if args.print_config:
         print_config(cfg)
         return 0

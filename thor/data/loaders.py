@@ -11,7 +11,6 @@ from pydantic import Field
 
 from thor.config import ThorConfig
 from thor.errors import DatasetError
-from thor.registry import Registry
 from thor.types import Problem
 
 __all__ = ["BENCHMARKS", "DATASETS", "DatasetConfig", "load_jsonl_problems", "load_problems"]
@@ -38,7 +37,7 @@ class DatasetConfig(ThorConfig):
     shuffle_seed: int | None = None
 
 
-DATASETS: Registry[list[Problem]] = Registry("dataset")
+from thor.registries import DATASETS  # noqa: E402  (the registry lives with the others)
 
 
 def _register_benchmark(name: str) -> None:

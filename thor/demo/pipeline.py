@@ -305,8 +305,7 @@ class _Stages:
         run_train(
             TrainConfig(
                 model=model,
-                algorithm=algorithm,
-                algorithm_config=algo,
+                algorithm={"name": algorithm, **algo},
                 dataset=train,
                 steps=c.get("rl_steps"),
                 seed=c.seed,

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import gymnasium
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from thor.config import ThorConfig
 from thor.data.loaders import load_problems
@@ -35,6 +35,7 @@ from thor.envs.spaces import UnicodeText
 from thor.envs.tools import Tool, ToolContext
 from thor.errors import SandboxError
 from thor.registries import ENVS, SANDBOXES, TOOLS
+from thor.rewards.terms import RewardConfig, build_reward, check_reward_names
 from thor.text.prompts import PromptStyle, messages_for
 from thor.text.protocol import StopRule
 from thor.types import Episode, ExecResult, Problem, Turn
@@ -68,12 +69,18 @@ class TIREnvConfig(ThorConfig):
     cell_timeout_s: float | None = Field(
         None, gt=0, description="Per-call limit; None uses the sandbox's (30 s)"
     )
-    reward: str | dict[str, float] = Field(
-        "correct", description="A reward name, or {name: weight} for Weighted"
+    reward: RewardConfig = Field(
+        "correct",
+        description="A reward name, {name: weight}, or a list of {name, weight, config} terms",
     )
     on_sandbox_error: Literal["raise", "record"] = Field(
         "raise", description="A broken sandbox raises SandboxError, or is recorded as a failed call"
     )
+
+    @field_validator("reward")
+    @classmethod
+    def _known_rewards(cls, value: RewardConfig) -> RewardConfig:
+        return check_reward_names(value)
 
 
 class TIREnv(gymnasium.Env[str, str]):
@@ -163,9 +170,7 @@ class TIREnv(gymnasium.Env[str, str]):
     @property
     def reward_fn(self) -> Callable[[Episode], float]:
         if self._reward_fn is None:
-            from thor.rewards import resolve_reward
-
-            self._reward_fn = resolve_reward(self.config.reward)
+            self._reward_fn = build_reward(self.config.reward)
         return self._reward_fn
 
     # -- gymnasium API --------------------------------------------------------------------------

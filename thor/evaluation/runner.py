@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from thor.agents.config import RolloutConfig
 from thor.agents.rollout import RolloutEngine, RolloutTask
@@ -83,6 +83,12 @@ class EvalConfig(ThorConfig):
         except UnknownNameError as err:
             raise ValueError(str(err)) from None
         return name
+
+    @model_validator(mode="after")
+    def _rollout_is_valid(self) -> EvalConfig:
+        """The rollout fields are checked now (agent, env, typos), before any model loads."""
+        self.resolved()
+        return self
 
     def resolved(self) -> tuple[int, RolloutConfig]:
         """The number of samples and the agent's rollout config after presets and defaults."""

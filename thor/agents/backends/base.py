@@ -45,6 +45,7 @@ __all__ = [
     "Prompt",
     "StopChecker",
     "TickTokens",
+    "WeightSync",
     "apply_stops",
     "check_prompts",
     "make_completion",
@@ -81,6 +82,22 @@ class Policy(Protocol):
 
     def close(self) -> None:
         """Free the model, the engine or the connection pool (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class WeightSync(Protocol):
+    """A policy a trainer can keep in sync with the weights it trains (HF in process, vLLM...).
+
+    ``sync_weights`` is called once before training and after every update, with the trained
+    module and the policy version (the number of updates so far); afterwards the policy must
+    generate with those weights. ``weights_version`` says which version it generates with.
+    """
+
+    weights_version: int
+
+    def sync_weights(self, model: Any, *, version: int) -> None:
+        """Generate with ``model``'s current weights from now on (``version`` labels them)."""
         ...
 
 

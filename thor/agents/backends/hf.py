@@ -199,6 +199,18 @@ class HFPolicy(HFTokenizerText):
         self.config = None
         return self
 
+    # -- training -------------------------------------------------------------------------------
+    weights_version: int = 0
+
+    def sync_weights(self, model: Any, *, version: int) -> None:
+        """Generate with ``model``'s weights: nothing to move when it is this policy's own module
+        (``from_model``), else its state dict is copied in. The prefix cache is emptied."""
+        if model is not self.model:
+            self.model.load_state_dict(_merged_state_dict(model))
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
+        self.weights_version = version
+
     def _setup(
         self,
         model: Any,
@@ -312,3 +324,12 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
 def _model_name(model: Any) -> str:
     path = getattr(getattr(model, "config", None), "name_or_path", "") or ""
     return Path(path).name or type(model).__name__
+
+
+def _merged_state_dict(model: Any) -> dict[str, Any]:
+    """The state dict of ``model`` with LoRA adapters merged (plain modules: their own)."""
+    if hasattr(model, "merge_and_unload"):
+        import copy
+
+        return dict(copy.deepcopy(model).merge_and_unload().state_dict())
+    return dict(model.state_dict())

@@ -257,6 +257,15 @@ class VLLMPolicy(HFTokenizerText):
         self.llm.reset_prefix_cache()  # cached prefixes hold keys and values of the old weights
         return len(weights)
 
+    weights_version: int = 0
+
+    def sync_weights(self, model: Any, *, version: int) -> None:
+        """Push ``model``'s weights (LoRA adapters merged) into the running engine."""
+        from thor.agents.backends.hf import _merged_state_dict
+
+        self.update_weights(_merged_state_dict(model))
+        self.weights_version = version
+
     def close(self) -> None:
         """Shut the engine down (idempotent)."""
         if self._closed:
