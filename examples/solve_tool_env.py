@@ -63,7 +63,8 @@ class SolveTool(Tool):
         return f"<result>{body}</result>\n"
 
 
-thor.TOOLS.register("examples.solve", config=SolveToolConfig, factory=SolveTool)
+if "examples.solve" not in thor.TOOLS:  # idempotent: the file may be imported more than once
+    thor.TOOLS.register("examples.solve", config=SolveToolConfig, factory=SolveTool)
 
 
 class SolveEnvConfig(TIREnvConfig):
@@ -71,12 +72,13 @@ class SolveEnvConfig(TIREnvConfig):
     system_prompt: str | None = SYSTEM
 
 
-thor.ENVS.register(
-    "examples/SolveTIR-v0",
-    config=SolveEnvConfig,
-    factory=TIREnv,
-    description="Math with a sympy equation-solving tool",
-)
+if "examples/SolveTIR-v0" not in thor.ENVS:
+    thor.ENVS.register(
+        "examples/SolveTIR-v0",
+        config=SolveEnvConfig,
+        factory=TIREnv,
+        description="Math with a sympy equation-solving tool",
+    )
 
 
 def main() -> list[str]:

@@ -93,6 +93,7 @@ def make(name: str, /, **kwargs: Any) -> Any:
     ``env.unwrapped`` is the env itself.
 
     Example:
+        >>> import thor
         >>> env = thor.make("thor/MathTIR-v0", max_rounds=3)
         >>> env.spec.id, env.unwrapped.config.max_rounds
         ('thor/MathTIR-v0', 3)

@@ -21,20 +21,22 @@ import difflib
 import json
 import tomllib
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from thor.errors import ConfigError
 
 __all__ = [
+    "PresetConfig",
     "ThorConfig",
     "format_validation_error",
     "load_config",
     "load_mapping",
+    "merge_mappings",
     "validate_config",
 ]
 
@@ -45,6 +47,55 @@ class ThorConfig(BaseModel):
     """Base of every thor config: unknown fields are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class PresetConfig(ThorConfig):
+    """A config with named presets: ``preset: NAME`` fills the fields the input leaves out.
+
+    thor's one preset mechanism. A preset is a mapping of field values (nested mappings are merged
+    field by field); values given explicitly always win; the field defaults apply last. The
+    preset's values are validated like any others.
+
+    Example:
+        >>> class Run(PresetConfig):
+        ...     presets: ClassVar[dict[str, dict[str, Any]]] = {"fast": {"steps": 2}}
+        ...     steps: int = 100
+        ...     lr: float = 1e-6
+        >>> Run(preset="fast").steps, Run(preset="fast", steps=5).steps, Run().steps
+        (2, 5, 100)
+    """
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    preset: str | None = Field(None, description="A named set of field values (see presets)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        name = data["preset"]
+        if name not in cls.presets:
+            close = difflib.get_close_matches(str(name), list(cls.presets), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown preset {name!r}{hint} (known: {', '.join(cls.presets)})")
+        return merge_mappings(cls.presets[name], data)
+
+
+def merge_mappings(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, nested mappings merged key by key (neither is changed).
+
+    Example:
+        >>> merge_mappings({"a": 1, "b": {"x": 1, "y": 2}}, {"b": {"y": 3}})
+        {'a': 1, 'b': {'x': 1, 'y': 3}}
+    """
+    out = dict(base)
+    for key, value in over.items():
+        old = out.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            out[key] = merge_mappings(old, value)
+        else:
+            out[key] = value
+    return out
 
 
 def format_validation_error(cls: type[BaseModel], err: ValidationError) -> str:

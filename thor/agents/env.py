@@ -10,8 +10,9 @@ Example:
     >>> from thor.agents.env import AgentEnv, env_factory
     >>> make = env_factory({"name": "thor/MathTIR-v0", "max_rounds": 2})
     >>> env = make()
-    >>> isinstance(env, AgentEnv), env.config.max_rounds
-    (True, 2)
+    >>> _ = env.reset(options={"problem": "1+1?", "answer": "2"})
+    >>> isinstance(env, AgentEnv), env.config.max_rounds, env.stop_rule().code_close
+    (True, 2, True)
 """
 
 from __future__ import annotations

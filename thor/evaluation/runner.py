@@ -12,13 +12,13 @@ import logging
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
 from thor.agents.config import RolloutConfig
 from thor.agents.rollout import RolloutEngine, RolloutTask
-from thor.config import ThorConfig
+from thor.config import PresetConfig
 from thor.data.loaders import load_problems
 from thor.evaluation.metrics import EvalSummary, is_correct, summarize
 from thor.evaluation.store import ResultsFile
@@ -33,7 +33,7 @@ __all__ = ["PRESETS", "EvalConfig", "evaluate", "make_policy"]
 log = logging.getLogger(__name__)
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # THOR-SPEC section 4: Avg@4 at T = 0.6, top_p = 1.0, 4,096 tokens.
+    # THOR-SPEC section 4 (also the defaults): Avg@4 at T = 0.6, top_p = 1.0, 4,096 tokens.
     "paper": {"k": 4, "temperature": 0.6, "top_p": 1.0, "max_response_tokens": 4096},
     # Finishes in minutes on 2 CPU cores with the embedded 135M model. One cohort of 64 episodes:
     # a CPU decode step streams every weight whatever the batch (SmolLM2, 1 thread: 45.8 tokens/s
@@ -43,18 +43,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "temperature": 0.6,
         "top_p": 1.0,
         "max_response_tokens": 512,
-        "engine": {"batch_size": 64, "cohorts": 1},
+        "rollout": {"batch_size": 64, "cohorts": 1},
     },
 }
 
 
-class EvalConfig(ThorConfig):
-    """What to evaluate and how. Fields left ``None`` take the preset's value, then the default."""
+class EvalConfig(PresetConfig):
+    """What to evaluate and how; ``preset`` (``paper``, ``cpu``) fills what is not given."""
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
     benchmark: str = Field("math500", description="A shipped benchmark name or a JSONL path")
     agent: str = Field("tir", description="A registered agent: cot, tir, thor, or a plugin's")
-    preset: Literal["paper", "cpu"] | None = None
-    k: int | None = Field(None, ge=1, description="Samples per problem (Avg@k); default 4")
+    k: int = Field(4, ge=1, description="Samples per problem (Avg@k)")
     limit: int | None = Field(None, ge=1, description="First N problems")
     model: str = Field(
         "embedded", description="Model for the backend: 'embedded', a directory or a file"
@@ -62,9 +63,9 @@ class EvalConfig(ThorConfig):
     backend: str = Field("hf", description="A registered policy backend: hf, vllm, openai")
     backend_options: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
-    temperature: float | None = Field(None, ge=0.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    max_response_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.6, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_response_tokens: int = Field(4096, ge=1, description="Response budget per episode")
     rollout: dict[str, Any] = Field(
         default_factory=dict,
         description="Other RolloutConfig fields: agent and env config fields, batching",
@@ -91,14 +92,7 @@ class EvalConfig(ThorConfig):
         return self
 
     def resolved(self) -> tuple[int, RolloutConfig]:
-        """The number of samples and the agent's rollout config after presets and defaults."""
-        preset = PRESETS.get(self.preset or "", {})
-
-        def pick(name: str, default: Any) -> Any:
-            value = getattr(self, name)
-            return value if value is not None else preset.get(name, default)
-
-        k = pick("k", 4)
+        """The number of samples and the agent's rollout config."""
         extra = dict(self.rollout)
         agent = extra.pop("agent", {})
         agent = {"name": agent} if isinstance(agent, str) else dict(agent)
@@ -106,7 +100,7 @@ class EvalConfig(ThorConfig):
         if env is None or (isinstance(env, dict) and "name" not in env):
             # the eval protocol's budget and reward apply to the agent's default env
             env = {
-                "max_response_tokens": pick("max_response_tokens", 4096),
+                "max_response_tokens": self.max_response_tokens,
                 "reward": "correct",
                 **(env or {}),
             }
@@ -114,16 +108,15 @@ class EvalConfig(ThorConfig):
             {
                 "agent": {
                     "name": self.agent,
-                    "temperature": pick("temperature", 0.6),
-                    "top_p": pick("top_p", 1.0),
+                    "temperature": self.temperature,
+                    "top_p": self.top_p,
                     **agent,
                 },
                 "env": env,
-                **preset.get("engine", {}),
                 **extra,
             }
         )
-        return k, rollout
+        return self.k, rollout
 
 
 def make_policy(backend: str, model: str, options: dict[str, Any] | None = None) -> Policy:

@@ -61,7 +61,7 @@ class StopRule:
     Example:
         >>> StopRule(stop=("</calc>",)).end("2+2 is <calc>2+2</calc> and more")
         23
-        >>> StopRule(code_close=True).end("```python\nprint(1)\n```\nrest")
+        >>> StopRule(code_close=True).end("```python\\nprint(1)\\n```\\nrest")
         22
         >>> StopRule().end("anything") is None
         True
