@@ -529,10 +529,10 @@ def stream_chunks(
         for k, piece in enumerate(_pieces(c, model.decode)):
             in_tokens = k < len(c.tokens)
             lp = shaper.logprobs(c, k, k + 1, offset) if in_tokens else None
-            body = {"delta": {"content": piece}} if req.chat else {"text": piece}
+            body: dict[str, Any] = {"delta": {"content": piece}} if req.chat else {"text": piece}
             yield chunk(c.index, {**body, "logprobs": lp})
             offset += len(piece)
-        last = {"delta": {}} if req.chat else {"text": ""}
+        last: dict[str, Any] = {"delta": {}} if req.chat else {"text": ""}
         yield chunk(
             c.index, {**last, "logprobs": None, "stop_reason": c.stop_reason}, c.finish_reason
         )
