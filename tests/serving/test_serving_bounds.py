@@ -303,3 +303,19 @@ def test_many_concurrent_bad_requests_leave_the_server_serving() -> None:
             th.join(60)
         assert not errors, errors[:3]
         assert exchange(t, request(t.path, t.good_body))[0] == 200
+
+
+def test_a_sandbox_request_waits_for_a_slot_with_a_deadline() -> None:
+    with sandbox_server(max_concurrency=1, slot_wait_s=0.5) as t:
+        slow = json.dumps({"code": "import time\ntime.sleep(3)", "run_timeout": 10}).encode()
+        first: list[int] = []
+        holder = threading.Thread(
+            target=lambda: first.append(exchange(t, request(t.path, slow))[0])
+        )
+        holder.start()
+        time.sleep(1.0)  # the slow cell holds the only slot
+        status, _, body = exchange(t, request(t.path, t.good_body))
+        holder.join(30)
+        assert status == 200 and first == [200]
+        answer = json.loads(body)
+        assert answer["status"] == "SandboxError" and "no free slot" in answer["message"]
