@@ -37,11 +37,10 @@ __all__ = [
     "ApiRequest",
     "Generated",
     "ModelInfo",
-    "chat_response",
-    "completion_response",
     "openai_error",
     "parse_chat",
     "parse_completion",
+    "response",
     "stream_chunks",
 ]
 
@@ -441,50 +440,30 @@ def _choices(req: ApiRequest, results: Sequence[Generated]) -> list[_Choice]:
     return [_choice(i, g, req) for i, g in enumerate(results)]
 
 
-def completion_response(
-    req: ApiRequest, results: Sequence[Generated], model: ModelInfo
-) -> dict[str, Any]:
-    """The ``text_completion`` object (choice ``i * n + j``: prompt ``i``, sample ``j``)."""
+def response(req: ApiRequest, results: Sequence[Generated], model: ModelInfo) -> dict[str, Any]:
+    """The ``text_completion`` or ``chat.completion`` object (choice ``i * n + j``: prompt ``i``,
+    sample ``j``)."""
     shaper, choices = _Shaper(req, model.decode), _choices(req, results)
-    return {
-        "id": f"cmpl-{req.id}",
-        "object": "text_completion",
-        "created": req.created,
-        "model": model.name,
-        "choices": [
+    out = []
+    for c in choices:
+        body: dict[str, Any] = (
+            {"message": {"role": "assistant", "content": c.text}} if req.chat else {"text": c.text}
+        )
+        out.append(
             {
                 "index": c.index,
-                "text": c.text,
+                **body,
                 "logprobs": shaper.logprobs(c, 0, len(c.tokens), 0),
                 "finish_reason": c.finish_reason,
                 "stop_reason": c.stop_reason,
             }
-            for c in choices
-        ],
-        "usage": _usage(req, choices),
-    }
-
-
-def chat_response(
-    req: ApiRequest, results: Sequence[Generated], model: ModelInfo
-) -> dict[str, Any]:
-    """The ``chat.completion`` object."""
-    shaper, choices = _Shaper(req, model.decode), _choices(req, results)
+        )
     return {
-        "id": f"chatcmpl-{req.id}",
-        "object": "chat.completion",
+        "id": f"{'chatcmpl' if req.chat else 'cmpl'}-{req.id}",
+        "object": "chat.completion" if req.chat else "text_completion",
         "created": req.created,
         "model": model.name,
-        "choices": [
-            {
-                "index": c.index,
-                "message": {"role": "assistant", "content": c.text},
-                "logprobs": shaper.logprobs(c, 0, len(c.tokens), 0),
-                "finish_reason": c.finish_reason,
-                "stop_reason": c.stop_reason,
-            }
-            for c in choices
-        ],
+        "choices": out,
         "usage": _usage(req, choices),
     }
 

@@ -44,11 +44,10 @@ from thor.agents.backends.openai_api import (
     ApiRequest,
     Generated,
     ModelInfo,
-    chat_response,
-    completion_response,
     openai_error,
     parse_chat,
     parse_completion,
+    response,
     stream_chunks,
 )
 from thor.agents.backends.toplogprobs import Scorer, scorer_of
@@ -318,7 +317,7 @@ class PolicyServer:
     def completions(self, body: Any) -> dict[str, Any]:
         """A ``/v1/completions`` response (not streamed) for ``body``."""
         req, results = self.respond("completion", body)
-        return completion_response(req, results, self.model)
+        return response(req, results, self.model)
 
 
 _POST_ROUTES = {
@@ -375,10 +374,8 @@ class _Handler(JSONRequestHandler):
         req, results = srv.respond(kind, body)
         if req.stream:
             self.send_events(lambda: stream_chunks(req, results, srv.model))
-        elif req.chat:
-            self.send_json(200, chat_response(req, results, srv.model))
         else:
-            self.send_json(200, completion_response(req, results, srv.model))
+            self.send_json(200, response(req, results, srv.model))
 
 
 def serve_policy(
