@@ -43,6 +43,9 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
+from pydantic import Field
+
+from thor.config import ThorConfig
 from thor.errors import ConfigError
 
 __all__ = [
@@ -175,32 +178,22 @@ def parse_json(data: bytes) -> Any:
     return value
 
 
-class ServerLimits:
-    """How a :class:`BoundedHTTPServer` bounds its clients (seconds, counts).
+class ServerLimits(ThorConfig):
+    """How a :class:`BoundedHTTPServer` bounds its clients."""
 
-    Args:
-        workers: threads serving connections; more connections wait in the listen backlog.
-        backlog: the listen backlog (the kernel caps it at ``net.core.somaxconn``).
-        idle_timeout_s: how long a kept-alive connection may wait before its next request.
-        read_timeout_s: how long the whole request (head and body) may take to arrive.
-        write_timeout_s: how long one response (or one streamed event) may take to be sent.
-    """
-
-    def __init__(
-        self,
-        workers: int = 64,
-        backlog: int = 1024,
-        idle_timeout_s: float = 15.0,
-        read_timeout_s: float = 60.0,
-        write_timeout_s: float = 60.0,
-    ) -> None:
-        if workers < 1 or backlog < 1:
-            raise ConfigError(f"workers and backlog must be at least 1, got {workers}, {backlog}")
-        if min(idle_timeout_s, read_timeout_s, write_timeout_s) <= 0:
-            raise ConfigError("server timeouts must be positive")
-        self.workers, self.backlog = workers, backlog
-        self.idle_timeout_s, self.read_timeout_s = idle_timeout_s, read_timeout_s
-        self.write_timeout_s = write_timeout_s
+    workers: int = Field(64, ge=1, description="Threads serving connections; more wait queued")
+    backlog: int = Field(
+        1024, ge=1, description="Listen backlog (the kernel caps it at net.core.somaxconn)"
+    )
+    idle_timeout_s: float = Field(
+        15.0, gt=0, description="How long a kept-alive connection may wait for its next request"
+    )
+    read_timeout_s: float = Field(
+        60.0, gt=0, description="How long a whole request (head and body) may take to arrive"
+    )
+    write_timeout_s: float = Field(
+        60.0, gt=0, description="How long one response (or one streamed event) may take to send"
+    )
 
 
 class BoundedHTTPServer(HTTPServer):
