@@ -450,15 +450,21 @@ class JSONRequestHandler(BaseHTTPRequestHandler):
 
         The body goes out chunked (HTTP/1.1), so the connection stays usable afterwards.
         """
+        chunked = self.request_version != "HTTP/1.0"  # HTTP/1.0 clients: the close ends it
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.close_connection = True
+            self.send_header("Connection", "close")
         self.end_headers()
         for event in events():
-            self._chunk(f"data: {json.dumps(event)}\n\n".encode())
-        self._chunk(b"data: [DONE]\n\n")
-        self.wfile.write(b"0\r\n\r\n")
+            self._event(f"data: {json.dumps(event)}\n\n".encode(), chunked)
+        self._event(b"data: [DONE]\n\n", chunked)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
 
-    def _chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+    def _event(self, data: bytes, chunked: bool) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n" if chunked else data)

@@ -237,3 +237,17 @@ def test_a_token_is_required_when_set(hf: HFPolicy) -> None:
         assert info.value.body["type"] == "invalid_request_error"  # type: ignore[index]
         right = openai.OpenAI(base_url=server.url, api_key="s3cret", max_retries=0)
         assert right.completions.create(model="tiny", prompt="x", max_tokens=2).choices
+
+
+def test_an_http_1_0_client_gets_a_plain_stream(served: PolicyServer) -> None:
+    import socket
+
+    body = json.dumps({"model": "tiny", "prompt": "x", "max_tokens": 3, "stream": True})
+    raw = (f"POST /v1/completions HTTP/1.0\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode()
+    with socket.create_connection((served.host, served.port), timeout=60) as sock:
+        sock.sendall(raw)
+        data = b""
+        while chunk := sock.recv(65536):  # the server closes at the end
+            data += chunk
+    head, _, events = data.partition(b"\r\n\r\n")
+    assert b"chunked" not in head.lower() and events.endswith(b"data: [DONE]\n\n")
