@@ -111,10 +111,23 @@ def check_bind(host: str, token: str | None, what: str, flag: str = "--token") -
         )
 
 
-def check_port(port: int) -> None:
-    """Raises ConfigError unless ``port`` is in 0..65535 (0 picks a free one)."""
+def check_port(port: int, host: str | None = None) -> None:
+    """Check ``port`` (0 picks a free one) and, given ``host``, that it can be bound now.
+
+    Raises:
+        ConfigError: not a TCP port, or already in use (said before a model loads for minutes).
+    """
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port {port} is not a TCP port: use 1-65535 (or 0 for a free one)")
+    if host is None or port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise ConfigError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
 
 
 def bearer_matches(header: str | None, token: str | None) -> bool:

@@ -42,8 +42,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from thor.errors import ConfigError
     from thor.serving import ServerLimits, check_bind, check_port
 
-    check_port(args.port)
     check_bind(args.host, args.token, "the sandbox")
+    check_port(args.port, args.host)
     if args.max_concurrency < 1 or args.workers < 1:
         raise ConfigError("--max-concurrency and --workers must be at least 1")
     if args.timeout is not None and not args.timeout > 0:

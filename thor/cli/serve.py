@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from thor.errors import ConfigError
     from thor.serving import ServerLimits, check_bind, check_port
 
-    check_port(args.port)
     check_bind(args.host, args.token, "the model")
+    check_port(args.port, args.host)
     if args.max_batch < 1 or args.batch_wait < 0 or args.workers < 1:
         raise ConfigError("--max-batch and --workers must be at least 1, --batch-wait at least 0")
     limits = ServerLimits(workers=args.workers)
