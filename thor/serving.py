@@ -217,7 +217,6 @@ class BoundedHTTPServer(HTTPServer):
     threads or file descriptors of this process.
     """
 
-    daemon_threads = True
     allow_reuse_address = True
 
     def __init__(
