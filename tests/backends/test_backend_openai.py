@@ -205,7 +205,7 @@ def test_server_rejects_bad_requests(served: PolicyServer) -> None:
 
     assert post({"model": "nope", "prompt": "x"})[0] == 404
     assert post({"model": "tiny", "prompt": {"a": 1}})[0] == 400
-    assert post({"model": "tiny", "prompt": "x", "n": 2})[0] == 400
+    assert post({"model": "tiny", "prompt": "x", "n": 0})[0] == 400  # n > 1 is served
     status, err = post({"model": "tiny", "prompt": "x", "temperature": -1})
     assert status == 400 and "temperature" in err["error"]["message"]
     status, ok = post({"model": "tiny", "prompt": ["x", [5, 6]], "max_tokens": 3, "logprobs": 1})

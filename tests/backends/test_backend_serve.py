@@ -129,3 +129,35 @@ def test_serve_generate_kill_restart(server: Served, port: int) -> None:
     assert server.start() == url
     [again] = client.generate([prompt], params)
     assert again.token_ids == first.token_ids
+
+
+def test_the_official_openai_client_against_thor_serve(server: Served) -> None:
+    import openai
+
+    url = server.start()
+    client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600)
+    assert [m.id for m in client.models.list()] == ["embedded"]
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    r = client.chat.completions.create(
+        model="embedded",
+        messages=question,  # type: ignore[arg-type]
+        max_tokens=24,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    answer = r.choices[0].message.content or ""
+    assert "Paris" in answer and r.choices[0].finish_reason == "stop"
+    content = r.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content and all(len(e.top_logprobs) == 3 for e in content)
+    assert all(e.logprob == pytest.approx(e.top_logprobs[0].logprob, abs=1e-2) for e in content)
+    streamed = client.chat.completions.create(
+        model="embedded",
+        messages=question,  # type: ignore[arg-type]
+        max_tokens=24,
+        temperature=0,
+        stream=True,
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == answer
+    two = client.completions.create(model="embedded", prompt="2 + 2 =", max_tokens=4, n=2, seed=3)
+    assert len(two.choices) == 2

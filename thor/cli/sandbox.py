@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="require 'Authorization: Bearer TOKEN' (default: $THOR_SANDBOX_TOKEN)",
     )
     serve.add_argument("--max-concurrency", type=int, default=4, help="cells run at once")
+    serve.add_argument(
+        "--workers", type=int, default=64, help="connections served at once (more wait queued)"
+    )
     serve.add_argument("--timeout", type=float, default=None, help="default per-cell timeout (s)")
     serve.add_argument(
         "--unsafe-no-isolation",
@@ -36,6 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from thor.errors import ConfigError
+    from thor.serving import ServerLimits, check_bind, check_port
+
+    check_bind(args.host, args.token, "the sandbox")
+    check_port(args.port, args.host)
+    if args.max_concurrency < 1 or args.workers < 1:
+        raise ConfigError("--max-concurrency and --workers must be at least 1")
+    if args.timeout is not None and not args.timeout > 0:
+        raise ConfigError(f"--timeout {args.timeout} must be a positive number of seconds")
     from thor.envs.sandbox.server import serve
 
     config: dict[str, object] = {"require_isolation": not args.unsafe_no_isolation}
@@ -48,6 +60,7 @@ def run_serve(args: argparse.Namespace) -> int:
             port=args.port,
             token=args.token,
             max_concurrency=args.max_concurrency,
+            limits=ServerLimits(workers=args.workers),
         )
     except KeyboardInterrupt:
         return 0

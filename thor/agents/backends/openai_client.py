@@ -168,7 +168,7 @@ class OpenAIPolicy(HFTokenizerText):
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
-            "logprobs": 1,
+            "logprobs": 0,  # the sampled tokens' logprobs, no alternatives (OpenAI, vLLM)
             "n": 1,
             "stream": False,
         }

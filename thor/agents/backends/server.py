@@ -1,11 +1,23 @@
-"""An OpenAI-compatible completions server over any policy (``thor serve``).
+"""An OpenAI-compatible server over any policy (``thor serve``).
 
-Serves ``GET /v1/models`` and ``POST /v1/completions`` (prompt as text or token ids, or a batch of
-either; ``max_tokens``, ``temperature``, ``top_p``, ``seed``, ``stop``, ``logprobs``, and vLLM's
-``top_k``, ``return_tokens_as_token_ids`` and ``include_stop_str_in_output``). It binds to
-127.0.0.1 unless told otherwise. Concurrent requests are batched: a worker thread collects the
-requests that arrive within ``batch_wait_s`` and generates them in one call (requests with
-different seeds share a batch when the policy accepts per-row seeds, as HF and scripted ones do).
+Routes: ``GET /v1/models`` and ``/v1/models/{id}``, ``POST /v1/completions`` (prompt as text or
+token ids, or a batch of either) and ``POST /v1/chat/completions`` (the messages rendered with the
+policy's chat template), ``GET /health``. Both generation routes take ``max_tokens``,
+``temperature``, ``top_p``, ``seed``, ``stop``, ``n``, ``stream`` (server-sent events ending in
+``data: [DONE]``, with ``stream_options.include_usage``), logprobs with the top alternatives
+(completions: ``logprobs=k``; chat: ``logprobs=true, top_logprobs=k``), and vLLM's ``top_k``,
+``return_tokens_as_token_ids`` and ``include_stop_str_in_output``. Errors have OpenAI's shape
+(:func:`~thor.agents.backends.openai_api.openai_error`). Streamed responses are sent once their
+completions are generated (the policy generates whole completions), one event per token.
+
+It binds to 127.0.0.1 unless told otherwise; any other address needs a bearer token (the rule of
+``thor sandbox serve`` too: :func:`thor.serving.check_bind`). Connections are served by a bounded
+pool of threads with read, idle and write deadlines (:class:`thor.serving.ServerLimits`).
+Concurrent requests are batched: a worker thread collects the requests that arrive within
+``batch_wait_s`` and generates them in one call (requests with different seeds share a batch when
+the policy accepts per-row seeds, as HF and scripted ones do). Requests are checked completely
+before they join a batch; should a batch still fail, its requests are retried one by one, so a
+bad request never fails its neighbours.
 
 Example:
     >>> from thor.agents.backends.server import PolicyServer
@@ -18,37 +30,43 @@ Example:
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import queue
 import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from pydantic import ValidationError
-
 from thor.agents.backends.base import Policy, Prompt
-from thor.config import format_validation_error
+from thor.agents.backends.openai_api import (
+    ApiRequest,
+    Generated,
+    ModelInfo,
+    openai_error,
+    parse_chat,
+    parse_completion,
+    response,
+    stream_chunks,
+)
+from thor.agents.backends.toplogprobs import Scorer, scorer_of
 from thor.errors import PolicyError
-from thor.types import Completion, SamplingParams
+from thor.serving import (
+    BoundedHTTPServer,
+    JSONRequestHandler,
+    RequestError,
+    ServerLimits,
+    bearer_matches,
+    check_bind,
+)
+from thor.types import SamplingParams
 
 __all__ = ["PolicyServer", "serve_policy"]
 
 log = logging.getLogger(__name__)
 
 _MAX_BODY = 64 << 20
-_UNSUPPORTED = {"stream": False, "echo": False, "n": 1, "best_of": 1, "suffix": None}
-
-
-class _BadRequest(Exception):
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -56,27 +74,31 @@ class _Job:
     prompt: Prompt
     params: SamplingParams
     seed: int
+    top_k: int = 0
     done: threading.Event = field(default_factory=threading.Event)
-    result: Completion | None = None
+    result: Generated | None = None
     error: Exception | None = None
 
 
 class _Batcher:
     """One worker thread: collect jobs for ``wait_s``, group compatible ones, generate each group."""
 
-    def __init__(self, policy: Policy, max_batch: int, wait_s: float) -> None:
+    def __init__(
+        self, policy: Policy, max_batch: int, wait_s: float, scorer: Scorer | None
+    ) -> None:
         self.policy = policy
         self.max_batch = max_batch
         self.wait_s = wait_s
+        self.scorer = scorer
         self._row_seeds = "row_seeds" in inspect.signature(policy.generate).parameters
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="thor-serve-batcher", daemon=True)
         self._thread.start()
 
-    def run(self, jobs: list[_Job]) -> list[Completion]:
+    def run(self, jobs: list[_Job]) -> list[Generated]:
         for job in jobs:
             self._queue.put(job)
-        out: list[Completion] = []
+        out: list[Generated] = []
         for job in jobs:
             job.done.wait()
             if job.error is not None:
@@ -116,67 +138,60 @@ class _Batcher:
 
     def _generate(self, group: list[_Job]) -> None:
         try:
-            prompts = [j.prompt for j in group]
-            if self._row_seeds:
-                params = group[0].params.model_copy(update={"seed": None})
-                results = self.policy.generate(prompts, params, row_seeds=[j.seed for j in group])  # type: ignore[call-arg]
-            else:
-                results = self.policy.generate(
-                    prompts, group[0].params.model_copy(update={"seed": group[0].seed})
+            self._try(group)
+        except Exception as err:
+            if len(group) > 1:  # find the request at fault: the others must not fail with it
+                log.warning(
+                    "a batch of %d failed (%s); generating its requests one by one", len(group), err
                 )
-            for job, res in zip(group, results, strict=True):
-                job.result = res
-        except Exception as err:  # reported to each waiting request as an HTTP 500
+                for job in group:
+                    self._generate([job])
+                return
             log.exception("generation failed")
-            for job in group:
-                job.error = err
+            group[0].error = err
         finally:
             for job in group:
                 job.done.set()
 
+    def _try(self, group: list[_Job]) -> None:
+        prompts = [j.prompt for j in group]
+        if self._row_seeds:
+            params = group[0].params.model_copy(update={"seed": None})
+            results = self.policy.generate(prompts, params, row_seeds=[j.seed for j in group])  # type: ignore[call-arg]
+        else:
+            params = group[0].params.model_copy(update={"seed": group[0].seed})
+            results = self.policy.generate(prompts, params)
+        if len(results) != len(group):
+            raise PolicyError(f"{len(group)} prompts but {len(results)} completions")
+        tops: dict[int, list[list[tuple[int, float]]]] = {}
+        k = max(j.top_k for j in group)
+        if k > 0 and self.scorer is not None:
+            rows = [i for i, j in enumerate(group) if j.top_k > 0]
+            ids = [self._ids(group[i].prompt) for i in rows]
+            scored = self.scorer(ids, [results[i].token_ids for i in rows], k, params.temperature)
+            tops = {i: [r[: group[i].top_k] for r in s] for i, s in zip(rows, scored, strict=True)}
+        for i, (job, res) in enumerate(zip(group, results, strict=True)):
+            job.result = Generated(
+                res, tops.get(i, [[] for _ in res.token_ids]) if job.top_k else None
+            )
 
-def _parse_prompts(raw: Any) -> list[Prompt]:
-    if isinstance(raw, str):
-        return [raw]
-    if (
-        isinstance(raw, list)
-        and raw
-        and all(isinstance(t, int) and not isinstance(t, bool) for t in raw)
-    ):
-        return [list(raw)]
-    if isinstance(raw, list) and raw:
-        out: list[Prompt] = []
-        for p in raw:
-            if isinstance(p, str):
-                out.append(p)
-            elif (
-                isinstance(p, list)
-                and p
-                and all(isinstance(t, int) and not isinstance(t, bool) for t in p)
-            ):
-                out.append(list(p))
-            else:
-                raise _BadRequest("each prompt must be a string or a non-empty list of token ids")
-        return out
-    raise _BadRequest("'prompt' must be a string, a list of token ids, or a list of either")
+    def _ids(self, prompt: Prompt) -> list[int]:
+        return self.policy.encode(prompt) if isinstance(prompt, str) else prompt
 
 
-def _sampling_params(body: dict[str, Any]) -> SamplingParams:
-    stop = body.get("stop") or []
-    if isinstance(stop, str):
-        stop = [stop]
-    top_k = body.get("top_k") or 0
-    fields = {
-        "max_tokens": body.get("max_tokens") if body.get("max_tokens") is not None else 16,
-        "temperature": body.get("temperature") if body.get("temperature") is not None else 1.0,
-        "top_p": body.get("top_p") if body.get("top_p") is not None else 1.0,
-        "top_k": 0 if top_k == -1 else top_k,
-        "stop": stop,
-    }
-    try:
-        return SamplingParams(**fields)
-    except ValidationError as err:
-        raise _BadRequest(format_validation_error(SamplingParams, err)) from None
+def _vocab_size(policy: Policy) -> int | None:
+    """The number of valid token ids (the smaller of the tokenizer's and the model's)."""
+    sizes: list[int] = []
+    tokenizer = getattr(policy, "tokenizer", None)
+    if tokenizer is not None and hasattr(tokenizer, "__len__"):
+        sizes.append(len(tokenizer))
+    model = getattr(policy, "model", None)
+    embeddings = getattr(model, "get_input_embeddings", None)
+    if callable(embeddings):
+        rows = getattr(embeddings(), "num_embeddings", None)
+        if isinstance(rows, int):
+            sizes.append(rows)
+    return min(sizes) if sizes else None
 
 
 class PolicyServer:
@@ -189,6 +204,11 @@ class PolicyServer:
         model_name: the name clients must send as ``model``; default ``policy.name``.
         max_batch: most requests generated in one call.
         batch_wait_s: how long the worker waits for more requests before generating.
+        token: bearer token clients must send (required to bind anything but loopback).
+        limits: worker threads, listen backlog and client timeouts.
+
+    Raises:
+        ConfigError: a non-loopback host without a token, or the port cannot be bound.
     """
 
     def __init__(
@@ -200,15 +220,32 @@ class PolicyServer:
         model_name: str | None = None,
         max_batch: int = 64,
         batch_wait_s: float = 0.01,
+        token: str | None = None,
+        limits: ServerLimits | None = None,
     ) -> None:
+        check_bind(host, token, "the model")
+        if max_batch < 1 or batch_wait_s < 0:
+            raise PolicyError(
+                f"max_batch must be >= 1 and batch_wait_s >= 0, got {max_batch}, {batch_wait_s}"
+            )
         self.policy = policy
-        self.model_name = model_name or policy.name
+        self.token = token
+        self.model = ModelInfo(
+            name=model_name or policy.name,
+            vocab_size=_vocab_size(policy),
+            encode=policy.encode,
+            decode=policy.decode,
+            chat_template=policy.apply_chat_template,
+        )
+        self.model_name = self.model.name
+        handler = type("Handler", (_Handler,), {"server_ref": self})
         try:
-            self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
+            self._httpd = BoundedHTTPServer(
+                (host, port), handler, limits or ServerLimits(workers=256)
+            )
         except OSError as err:
             raise PolicyError(f"cannot serve on {host}:{port}: {err}") from err
-        self._batcher = _Batcher(policy, max_batch, batch_wait_s)
-        self._httpd.daemon_threads = True
+        self._batcher = _Batcher(policy, max_batch, batch_wait_s, scorer_of(policy))
         address = self._httpd.server_address
         self.host, self.port = str(address[0]), int(address[1])
         self._thread: threading.Thread | None = None
@@ -216,7 +253,8 @@ class PolicyServer:
     @property
     def url(self) -> str:
         """Base URL for OpenAI clients, ending in ``/v1``."""
-        return f"http://{self.host}:{self.port}/v1"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
 
     def start(self) -> PolicyServer:
         self._thread = threading.Thread(
@@ -230,7 +268,10 @@ class PolicyServer:
         self._httpd.serve_forever()
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=30)
+            self._thread = None
         self._httpd.server_close()
         self._batcher.stop()
 
@@ -241,150 +282,100 @@ class PolicyServer:
         self.stop()
 
     # -- the API ---------------------------------------------------------------------------------
+    def model_card(self) -> dict[str, Any]:
+        return {"id": self.model_name, "object": "model", "created": 0, "owned_by": "thor"}
+
     def models(self) -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [{"id": self.model_name, "object": "model", "created": 0, "owned_by": "thor"}],
-        }
+        return {"object": "list", "data": [self.model_card()]}
+
+    def generate(self, req: ApiRequest) -> list[Generated]:
+        """Generate every choice of a checked request (prompt ``i``, sample ``j``: row ``i*n+j``)."""
+        if req.logprobs and self._batcher.scorer is None:
+            raise RequestError(
+                f"the {type(self.policy).__name__} backend reports only the sampled tokens' "
+                "logprobs: ask for 0 alternatives (logprobs=0, or top_logprobs=0)",
+                param="top_logprobs" if req.chat else "logprobs",
+                code="unsupported",
+            )
+        rows = [p for p in req.prompts for _ in range(req.n)]
+        base = req.seed
+        jobs = [
+            _Job(
+                p,
+                req.params,
+                (base + i) if base is not None else secrets.randbits(62),
+                req.logprobs or 0,
+            )
+            for i, p in enumerate(rows)
+        ]
+        return self._batcher.run(jobs)
+
+    def respond(self, kind: str, body: Any) -> tuple[ApiRequest, list[Generated]]:
+        req = parse_chat(body, self.model) if kind == "chat" else parse_completion(body, self.model)
+        return req, self.generate(req)
 
     def completions(self, body: Any) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise _BadRequest("the request body must be a JSON object")
-        if body.get("model") not in (None, self.model_name):
-            raise _BadRequest(
-                f"The model `{body.get('model')}` does not exist; this server serves "
-                f"`{self.model_name}`",
-                status=404,
+        """A ``/v1/completions`` response (not streamed) for ``body``."""
+        req, results = self.respond("completion", body)
+        return response(req, results, self.model)
+
+
+_POST_ROUTES = {
+    "/v1/completions": "completion",
+    "/completions": "completion",
+    "/v1/chat/completions": "chat",
+    "/chat/completions": "chat",
+}
+
+
+class _Handler(JSONRequestHandler):
+    server_version = "thor-serve"
+    server_ref: PolicyServer
+
+    def error_body(self, err: RequestError) -> Any:
+        return openai_error(err)
+
+    def _authorize(self) -> None:
+        if not bearer_matches(self.headers.get("Authorization"), self.server_ref.token):
+            raise RequestError(
+                "missing or wrong API key (Authorization: Bearer ...)", 401, code="invalid_api_key"
             )
-        for key, default in _UNSUPPORTED.items():
-            if body.get(key, default) not in (default, None):
-                raise _BadRequest(f"thor serve does not support {key}={body[key]!r}")
-        prompts = _parse_prompts(body.get("prompt"))
-        params = _sampling_params(body)
-        seed = body.get("seed")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise _BadRequest("'seed' must be an integer")
-        logprobs = body.get("logprobs")
-        jobs = [
-            _Job(p, params, (seed + i) if seed is not None else secrets.randbits(62))
-            for i, p in enumerate(prompts)
-        ]
-        results = self._batcher.run(jobs)
-        as_ids = bool(body.get("return_tokens_as_token_ids"))
-        keep_stop = bool(body.get("include_stop_str_in_output"))
-        choices = [
-            self._choice(i, c, params, logprobs, as_ids, keep_stop) for i, c in enumerate(results)
-        ]
-        n_prompt = sum(
-            len(p) if isinstance(p, list) else len(self.policy.encode(p)) for p in prompts
-        )
-        n_done = sum(len(c.token_ids) for c in results)
-        return {
-            "id": f"cmpl-{uuid.uuid4().hex}",
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": self.model_name,
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": n_prompt,
-                "completion_tokens": n_done,
-                "total_tokens": n_prompt + n_done,
-            },
-        }
 
-    def _choice(
-        self,
-        index: int,
-        c: Completion,
-        params: SamplingParams,
-        logprobs: Any,
-        as_ids: bool,
-        keep_stop: bool,
-    ) -> dict[str, Any]:
-        text = c.text
-        stop_reason: str | None = None
-        if c.finish_reason == "stop":
-            hits = [(text.find(s), s) for s in params.stop if s and s in text]
-            if hits:
-                pos, stop_reason = min(hits)
-                if not keep_stop:
-                    text = text[:pos]
-        choice: dict[str, Any] = {
-            "index": index,
-            "text": text,
-            "finish_reason": "length" if c.finish_reason == "length" else "stop",
-            "stop_reason": stop_reason,
-            "logprobs": None,
-        }
-        if logprobs is not None:
-            pieces = [self.policy.decode([t]) for t in c.token_ids]
-            offsets = [sum(len(p) for p in pieces[:k]) for k in range(len(pieces))]
-            choice["logprobs"] = {
-                "tokens": [f"token_id:{t}" for t in c.token_ids] if as_ids else pieces,
-                "token_logprobs": c.logprobs
-                if c.logprobs is not None
-                else [None] * len(c.token_ids),
-                "top_logprobs": None,
-                "text_offset": offsets,
-            }
-        return choice
-
-
-def _make_handler(server: PolicyServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "thor-serve"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("%s - %s", self.address_string(), format % args)
-
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _error(self, status: int, message: str) -> None:
-            kind = {400: "BadRequestError", 404: "NotFoundError", 413: "BadRequestError"}.get(
-                status, "InternalServerError"
-            )
-            self._send(status, {"error": {"message": message, "type": kind, "code": status}})
-
-        def do_GET(self) -> None:
-            path = self.path.split("?")[0].rstrip("/")
-            if path in ("/v1/models", "/models"):
-                self._send(200, server.models())
-            elif path in ("/health", "/v1/health"):
-                self._send(200, {"status": "ok"})
-            else:
-                self._error(404, f"no route {self.path}")
-
-        def do_POST(self) -> None:
-            path = self.path.split("?")[0].rstrip("/")
-            if path not in ("/v1/completions", "/completions"):
-                self._error(
-                    404, f"no route {self.path}; thor serve offers /v1/completions and /v1/models"
+    def do_GET(self) -> None:
+        srv = self.server_ref
+        path = self.path.split("?")[0].rstrip("/")
+        if path in ("/health", "/v1/health"):
+            self.send_json(200, {"status": "ok"})
+            return
+        self._authorize()
+        if path in ("/v1/models", "/models"):
+            self.send_json(200, srv.models())
+        elif path.startswith(("/v1/models/", "/models/")):
+            name = path.split("/models/", 1)[1]
+            if name != srv.model_name:
+                raise RequestError(
+                    f"The model `{name}` does not exist", 404, param="model", code="model_not_found"
                 )
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > _MAX_BODY:
-                self._error(413, "request body too large")
-                return
-            try:
-                body = json.loads(self.rfile.read(length) or b"null")
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                self._error(400, f"the request body is not JSON: {err}")
-                return
-            try:
-                self._send(200, server.completions(body))
-            except _BadRequest as err:
-                self._error(err.status, str(err))
-            except Exception as err:
-                # a failed generation is the server's error: reported to the client, not raised
-                self._error(500, f"{type(err).__name__}: {err}")
+            self.send_json(200, srv.model_card())
+        else:
+            raise RequestError(f"Invalid URL (GET {self.path[:200]})", 404)
 
-    return Handler
+    def do_POST(self) -> None:
+        srv = self.server_ref
+        kind = _POST_ROUTES.get(self.path.split("?")[0].rstrip("/"))
+        if kind is None:
+            raise RequestError(
+                f"Invalid URL (POST {self.path[:200]}): thor serve offers /v1/completions, "
+                "/v1/chat/completions and /v1/models",
+                404,
+            )
+        self._authorize()
+        body = self.read_json(_MAX_BODY)
+        req, results = srv.respond(kind, body)
+        if req.stream:
+            self.send_events(lambda: stream_chunks(req, results, srv.model))
+        else:
+            self.send_json(200, response(req, results, srv.model))
 
 
 def serve_policy(
@@ -396,6 +387,8 @@ def serve_policy(
     on_ready: Callable[[PolicyServer], None] | None = None,
     max_batch: int = 64,
     batch_wait_s: float = 0.01,
+    token: str | None = None,
+    limits: ServerLimits | None = None,
 ) -> None:
     """Serve ``policy`` in this thread until interrupted (Ctrl-C), then close the server.
 
@@ -403,12 +396,18 @@ def serve_policy(
         on_ready: called once the socket is bound (e.g. to print the URL; ``port=0`` picks one).
     """
     server = PolicyServer(
-        policy, host, port, model_name=model_name, max_batch=max_batch, batch_wait_s=batch_wait_s
+        policy,
+        host,
+        port,
+        model_name=model_name,
+        max_batch=max_batch,
+        batch_wait_s=batch_wait_s,
+        token=token,
+        limits=limits,
     )
     if on_ready is not None:
         on_ready(server)
     try:
         server.serve_forever()
     finally:
-        server._httpd.server_close()
-        server._batcher.stop()
+        server.stop()

@@ -17,19 +17,25 @@ Example:
 from __future__ import annotations
 
 import base64
-import hmac
-import ipaddress
 import json
 import logging
 import re
 import signal
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from thor.envs.sandbox.config import LocalSandboxConfig
 from thor.envs.sandbox.local import LocalSandbox, LocalSession
 from thor.errors import ConfigError, SandboxError
+from thor.serving import (
+    BoundedHTTPServer,
+    JSONRequestHandler,
+    RequestError,
+    ServerLimits,
+    bearer_matches,
+    check_bind,
+    is_loopback,
+)
 from thor.types import ExecResult
 
 __all__ = ["SandboxServer", "is_loopback", "response_from_result", "serve"]
@@ -37,16 +43,6 @@ __all__ = ["SandboxServer", "is_loopback", "response_from_result", "serve"]
 log = logging.getLogger("thor.sandbox.server")
 
 MAX_FILES_BYTES = 16 << 20
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _return_code(result: ExecResult) -> int | None:
@@ -100,11 +96,13 @@ class SandboxServer:
         host: address to bind; anything but loopback requires ``token``.
         port: port to bind (0 picks a free one; see :attr:`url`).
         token: required bearer token (optional on loopback).
-        max_concurrency: cells run at once; further requests wait.
+        max_concurrency: cells run at once; further requests wait for a slot.
         max_timeout_s: the largest ``run_timeout`` honoured.
+        limits: worker threads, listen backlog and client timeouts (:class:`~thor.serving.ServerLimits`).
+        slot_wait_s: how long a request waits for a free slot before it is answered ``SandboxError``.
 
     Raises:
-        ConfigError: a non-loopback host without a token.
+        ConfigError: a non-loopback host without a token, or a limit below 1.
     """
 
     def __init__(
@@ -116,23 +114,24 @@ class SandboxServer:
         token: str | None = None,
         max_concurrency: int = 4,
         max_timeout_s: float = 300.0,
+        limits: ServerLimits | None = None,
+        slot_wait_s: float = 600.0,
     ) -> None:
-        if not is_loopback(host) and not token:
-            raise ConfigError(
-                f"binding to {host!r} exposes the sandbox: pass a token (--token) to do it"
-            )
-        self.sandbox = LocalSandbox(config)
+        check_bind(host, token, "the sandbox")
+        if max_concurrency < 1:
+            raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
         self.token = token
         self.max_timeout_s = max_timeout_s
+        self.slot_wait_s = slot_wait_s
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._thread: threading.Thread | None = None
         handler = type("Handler", (_Handler,), {"server_ref": self})
+        self.sandbox = LocalSandbox(config)
         try:
-            self.httpd = ThreadingHTTPServer((host, port), handler)
-        except OSError:
+            self.httpd = BoundedHTTPServer((host, port), handler, limits)
+        except OSError as err:
             self.sandbox.close()
-            raise
-        self.httpd.daemon_threads = True
+            raise ConfigError(f"cannot serve on {host}:{port}: {err}") from err
 
     @property
     def url(self) -> str:
@@ -167,12 +166,7 @@ class SandboxServer:
 
     # -- one request ------------------------------------------------------------------------
     def authorized(self, header: str | None) -> bool:
-        if not self.token:
-            return True
-        expected = f"Bearer {self.token}".encode()
-        return header is not None and hmac.compare_digest(
-            header.encode("utf-8", "replace"), expected
-        )
+        return bearer_matches(header, self.token)
 
     def run_code(self, req: dict[str, Any]) -> dict[str, Any]:
         """Handle one ``/run_code`` request body (already parsed)."""
@@ -190,7 +184,9 @@ class SandboxServer:
         if not isinstance(files, dict) or not isinstance(fetch, list):
             return _sandbox_error("'files' must be an object and 'fetch_files' a list")
         timeout = min(float(timeout), self.max_timeout_s)
-        with self._slots:
+        if not self._slots.acquire(timeout=self.slot_wait_s):
+            return _sandbox_error(f"no free slot within {self.slot_wait_s:g} s: the server is busy")
+        try:
             try:
                 with self.sandbox.open() as session:
                     if files:
@@ -206,6 +202,8 @@ class SandboxServer:
                     fetched = _fetch_files(session, fetch, timeout) if fetch else {}
             except SandboxError as err:
                 return _sandbox_error(str(err))
+        finally:
+            self._slots.release()
         return response_from_result(result, fetched)
 
 
@@ -250,54 +248,25 @@ def _is_b64(text: str) -> bool:
     return True
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JSONRequestHandler):
     server_ref: SandboxServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
-
-    def _send(self, code: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") in ("/v1/ping", "/ping"):
-            self._send(200, "pong")
+            self.send_json(200, "pong")
         else:
-            self._send(404, {"detail": "Not Found"})
+            raise RequestError("Not Found", 404)
 
     def do_POST(self) -> None:
         srv = self.server_ref
         if self.path.rstrip("/") != "/run_code":
-            self._send(404, {"detail": "Not Found"})
-            return
+            raise RequestError("Not Found", 404)
         if not srv.authorized(self.headers.get("Authorization")):
-            self._send(401, {"detail": "missing or wrong bearer token"})
-            return
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            self._send(411, {"detail": "Content-Length required"})
-            return
-        limit = 2 * srv.sandbox.limits.code_bytes + MAX_FILES_BYTES
-        if length < 0 or length > limit:
-            self._send(413, {"detail": f"request body over {limit} bytes"})
-            self.close_connection = True
-            return
-        try:
-            req = json.loads(self.rfile.read(length))
-        except (ValueError, RecursionError):
-            self._send(400, {"detail": "the body is not valid JSON"})
-            return
+            raise RequestError("missing or wrong bearer token", 401)
+        req = self.read_json(2 * srv.sandbox.limits.code_bytes + MAX_FILES_BYTES)
         if not isinstance(req, dict):
-            self._send(400, {"detail": "the body must be a JSON object"})
-            return
-        self._send(200, srv.run_code(req))
+            raise RequestError("the body must be a JSON object")
+        self.send_json(200, srv.run_code(req))
 
 
 def serve(
@@ -307,10 +276,16 @@ def serve(
     port: int = 8080,
     token: str | None = None,
     max_concurrency: int = 4,
+    limits: ServerLimits | None = None,
 ) -> None:
     """Run the server until interrupted (what ``thor sandbox serve`` calls)."""
     with SandboxServer(
-        config, host=host, port=port, token=token, max_concurrency=max_concurrency
+        config,
+        host=host,
+        port=port,
+        token=token,
+        max_concurrency=max_concurrency,
+        limits=limits,
     ) as server:
         log.info(
             "thor sandbox serving the SandboxFusion API on %s (isolated: %s)",
