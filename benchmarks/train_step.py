@@ -117,7 +117,7 @@ def run_thor(setup: Setup, model: Any, tok: Any, args: argparse.Namespace, out: 
             "env": {
                 "reward": "bench_digit_share",
                 "max_response_tokens": setup.tokens,
-                "sandbox_config": {"require_isolation": not args.no_isolation},
+                "sandbox": {"name": "local", "require_isolation": not args.no_isolation},
             },
             "batch_size": n,
             "cohorts": 1,  # no tools: one generation batch of every completion, as TRL does

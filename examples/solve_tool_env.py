@@ -12,10 +12,13 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
+from pydantic import Field
+
 import thor
 from thor.config import ThorConfig
 from thor.envs import TIREnv, TIREnvConfig
 from thor.envs.tools import Tool, ToolContext
+from thor.registries import ToolSpec
 from thor.text import StopRule
 from thor.types import ExecResult, ToolCall
 
@@ -68,7 +71,7 @@ if "examples.solve" not in thor.TOOLS:  # idempotent: the file may be imported m
 
 
 class SolveEnvConfig(TIREnvConfig):
-    tool: str = "examples.solve"
+    tool: ToolSpec = Field("examples.solve", validate_default=True)
     system_prompt: str | None = SYSTEM
 
 

@@ -90,6 +90,18 @@ class RewardSpec(PartSpec):
     registry = REWARDS
 
 
+class ToolSpec(PartSpec):
+    """A tool by name with its config: ``"python"`` or ``{"name": "python", "run_unclosed": true}``."""
+
+    registry = TOOLS
+
+
+class SandboxSpec(PartSpec):
+    """A sandbox by name with its config: ``{"name": "local", "memory_mb": 512}``."""
+
+    registry = SANDBOXES
+
+
 class AlgorithmSpec(PartSpec):
     """An algorithm by name with its config: ``{"name": "thor", "group_size": 4}``."""
 
@@ -103,4 +115,13 @@ class LossSpec(PartSpec):
     default_name = "grpo"
 
 
-__all__ += ["AgentSpec", "AlgorithmSpec", "EnvSpec", "LossSpec", "PolicySpec", "RewardSpec"]
+__all__ += [
+    "AgentSpec",
+    "AlgorithmSpec",
+    "EnvSpec",
+    "LossSpec",
+    "PolicySpec",
+    "RewardSpec",
+    "SandboxSpec",
+    "ToolSpec",
+]

@@ -34,7 +34,7 @@ from thor.envs.sandbox.base import Sandbox, Session
 from thor.envs.spaces import UnicodeText
 from thor.envs.tools import Tool, ToolContext
 from thor.errors import SandboxError
-from thor.registries import ENVS, SANDBOXES, TOOLS
+from thor.registries import ENVS, SANDBOXES, SandboxSpec, ToolSpec
 from thor.rewards.terms import RewardConfig, build_reward, check_reward_names
 from thor.text.prompts import PromptStyle, messages_for
 from thor.text.protocol import StopRule
@@ -58,10 +58,16 @@ class TIREnvConfig(ThorConfig):
     dataset_limit: int | None = Field(None, ge=1)
     prompt_style: PromptStyle = "tir"
     system_prompt: str | None = Field(None, description="Replaces the style's system message")
-    tool: str = Field("python", description="A registered tool name")
-    tool_config: dict[str, Any] = Field(default_factory=dict)
-    sandbox: str = Field("local", description="A registered sandbox name")
-    sandbox_config: dict[str, Any] = Field(default_factory=dict)
+    tool: ToolSpec = Field(
+        "python",  # validated into a ToolSpec (validate_default)
+        validate_default=True,
+        description="A registered tool with its config",
+    )
+    sandbox: SandboxSpec = Field(
+        "local",
+        validate_default=True,
+        description="A registered sandbox with its config (where tool calls run)",
+    )
     max_rounds: int = Field(
         5, ge=0, description="Tool calls per episode; 0 disables tools (chain of thought)"
     )
@@ -120,7 +126,7 @@ class TIREnv(gymnasium.Env[str, str]):
         self.observation_space = UnicodeText(MAX_OBSERVATION)
         self.action_space = UnicodeText(MAX_ACTION)
         self.tokenizer = tokenizer
-        self.tool: Tool = tool or TOOLS.make(self.config.tool, **self.config.tool_config)
+        self.tool: Tool = tool or self.config.tool.build()
         self._sandbox = sandbox
         self._reward_fn = reward_fn
         self._problems = list(problems) if problems is not None else None
@@ -164,7 +170,7 @@ class TIREnv(gymnasium.Env[str, str]):
     @property
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            self._sandbox = shared_sandbox(self.config.sandbox, self.config.sandbox_config)
+            self._sandbox = shared_sandbox(self.config.sandbox)
         return self._sandbox
 
     @property
@@ -347,13 +353,16 @@ class TIREnv(gymnasium.Env[str, str]):
         return obs, float(breakdown.total), terminated, not terminated, info
 
 
-def shared_sandbox(name: str, config: dict[str, Any]) -> Sandbox:
+def shared_sandbox(spec: SandboxSpec | str | dict[str, Any]) -> Sandbox:
     """The process-wide shared instance of a registered sandbox (if it has one), else a new one."""
-    entry = SANDBOXES.entry(name)
-    shared = getattr(entry.factory, "shared", None)
+    if not isinstance(spec, SandboxSpec):
+        spec = SandboxSpec.model_validate(spec)
+    shared = getattr(SANDBOXES.entry(spec.name).factory, "shared", None)
     if shared is not None:
-        return shared(SANDBOXES.config(name, **config))
-    return SANDBOXES.make(name, **config)
+        sandbox: Sandbox = shared(spec.config)
+        return sandbox
+    built: Sandbox = spec.build()
+    return built
 
 
 class MathCoTConfig(TIREnvConfig):

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from thor.config import ThorConfig
+from thor.registries import SandboxSpec
 
 __all__ = ["PRESETS", "CodeQualityRule", "TirgenConfig"]
 
@@ -89,8 +90,10 @@ class TirgenConfig(ThorConfig):
         5, ge=1, description="Code blocks run per step (more are dropped)"
     )
     cell_timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit of one block")
-    sandbox: str = "local"
-    sandbox_config: dict[str, Any] = Field(default_factory=dict)
+    sandbox: SandboxSpec = Field(
+        default_factory=lambda: SandboxSpec.model_validate("local"),
+        description="Where the critic's code runs: a registered sandbox with its config",
+    )
     # filters
     difficulty: bool = Field(True, description="Drop problems that the cot agent already solves")
     cot_samples: int | None = Field(

@@ -385,7 +385,7 @@ class TirGenerator:
         if self._sandbox is None:
             from thor.envs.tir import shared_sandbox
 
-            self._sandbox = shared_sandbox(self.config.sandbox, self.config.sandbox_config)
+            self._sandbox = shared_sandbox(self.config.sandbox)
         return self._sandbox
 
 
