@@ -112,6 +112,9 @@ def format_validation_error(cls: type[BaseModel], err: ValidationError) -> str:
             close = difflib.get_close_matches(leaf, fields, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             lines.append(f"unknown field {loc!r}{hint}")
+        elif e["type"] == "value_error":  # raised by a validator: its message says it all
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            lines.append(f"field {loc!r}: {msg}")
         else:
             lines.append(f"field {loc!r}: {e['msg']} (got {e.get('input')!r:.80})")
     return f"{cls.__name__}: " + "; ".join(lines)

@@ -23,11 +23,16 @@ from thor.cli.train import (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from thor.data.loaders import BENCHMARKS
+
     p = sub.add_parser(
         "eval",
         help="evaluate an agent on a benchmark (resumable)",
         description="Run an agent over a benchmark and score it. Flags set EvalConfig fields; "
-        "--config FILE and --set KEY=VALUE set any field.",
+        "--config FILE and --set KEY=VALUE set any field. Results always go to a JSONL file "
+        "(--out, else runs/eval/BENCHMARK-AGENT-HASH.jsonl, printed) that the same command "
+        "resumes. On a machine without a GPU the cpu preset is used unless --preset or --config "
+        f"says otherwise. Shipped benchmarks: {', '.join(sorted(BENCHMARKS))}.",
         argument_default=argparse.SUPPRESS,
     )
     add_config_arguments(p)
@@ -59,6 +64,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--compare", nargs=2, metavar=("A", "B"), type=Path, help="compare two results files"
     )
     p.set_defaults(func=run, overrides=[], imports=[], config=None, threads=None)
+
+
+def _has_gpu() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
+
+
+def _estimate(cfg: Any) -> str:
+    """What is about to run: episodes and the token budget, and where the results go."""
+    from thor.data.loaders import load_problems
+
+    n = len(load_problems(cfg.benchmark, limit=cfg.limit))
+    episodes = n * cfg.k
+    return (
+        f"{cfg.agent} on {cfg.benchmark}: {n} problems x {cfg.k} samples = {episodes} episodes, "
+        f"up to {cfg.max_response_tokens:,} tokens each ({episodes * cfg.max_response_tokens:,} at "
+        f"most); results: {cfg.out} (run the same command again to resume)"
+    )
 
 
 SHORTCUTS = (
@@ -93,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from thor.evaluation import EvalConfig, compare_runs, evaluate, summary_table
+    from thor.evaluation.runner import default_results_path
 
     console = Console()
     if getattr(args, "compare", None):
@@ -100,10 +128,19 @@ def run(args: argparse.Namespace) -> int:
         console.print(compare_runs(first, second, console=console))
         return 0
     setup_run(args)
-    cfg = load_run_config(EvalConfig, args.config, args.overrides, shortcut_fields(args))
+    fields = shortcut_fields(args)
+    auto_cpu = args.config is None and "preset" not in fields and not _has_gpu()
+    if auto_cpu:
+        fields["preset"] = "cpu"
+    cfg = load_run_config(EvalConfig, args.config, args.overrides, fields)
+    if cfg.out is None:
+        cfg = cfg.model_copy(update={"out": default_results_path(cfg)})
     if getattr(args, "print_config", False):
         print_config(cfg)
         return 0
+    if auto_cpu:
+        console.print("no GPU here: the cpu preset (k 1, 512 tokens; --preset paper to override)")
+    console.print(_estimate(cfg))
     summary = evaluate(cfg)
     console.print(summary_table({f"{cfg.agent} on {cfg.benchmark}": summary}))
     if cfg.out:

@@ -28,7 +28,7 @@ from thor.types import Episode, Problem
 if TYPE_CHECKING:
     from thor.agents.backends.base import Policy
 
-__all__ = ["PRESETS", "EvalConfig", "evaluate", "make_policy"]
+__all__ = ["PRESETS", "EvalConfig", "default_results_path", "evaluate", "make_policy"]
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,18 @@ class EvalConfig(PresetConfig):
         return self.k, rollout
 
 
+def default_results_path(config: EvalConfig, root: Path = Path("runs/eval")) -> Path:
+    """Where results go when no ``out`` is given: named by benchmark, agent and a hash of every
+    setting, so the same command resumes its own file and another one starts a new file."""
+    import hashlib
+    import json
+
+    settings = config.model_dump(mode="json", exclude={"out", "progress", "limit"})
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    bench = Path(config.benchmark).stem if config.benchmark.endswith(".jsonl") else config.benchmark
+    return root / f"{bench}-{config.agent}-{digest}.jsonl"
+
+
 def make_policy(backend: str, model: str, options: dict[str, Any] | None = None) -> Policy:
     """Build a registered policy backend for ``model``."""
     from thor.registries import POLICIES
@@ -198,7 +210,11 @@ def evaluate(config: EvalConfig, *, policy: Policy | None = None) -> EvalSummary
         with (
             RolloutEngine(policy, rollout) as engine,
             ProgressBar(
-                "eval", len(todo) + len(previous), field="acc", enabled=config.progress
+                "eval",
+                len(todo) + len(previous),
+                field="acc",
+                enabled=config.progress,
+                tokens=lambda: engine.stats.tokens_generated,
             ) as bar,
         ):
             correct = [sum(is_correct(ep) for ep in previous), len(previous)]
