@@ -203,3 +203,22 @@ def test_no_leaks_over_many_episodes() -> None:
         assert _open_fds() <= fds + 2
     finally:
         env.close()
+
+
+def test_gymnasium_make_in_a_fresh_interpreter_with_the_module_prefixed_id() -> None:
+    """gymnasium 1.x has no plugin entry points (removed in 1.0); its module-prefixed id imports
+    thor, which registers its envs, so no `import thor` is needed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gymnasium, sys\n"
+        "assert 'thor' not in sys.modules\n"
+        "env = gymnasium.make('thor:thor/MathTIR-v0', max_rounds=2)\n"
+        "print(env.spec.id, env.unwrapped.config.max_rounds)\n"
+        "env2 = gymnasium.make('thor/MathCoT-v0')  # after that, plain ids work too\n"
+        "print(env2.spec.id)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["thor/MathTIR-v0", "2", "thor/MathCoT-v0"]
