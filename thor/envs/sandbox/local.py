@@ -358,9 +358,9 @@ class LocalSandbox:
         Only the fields :func:`death_reason` checks are read; the memory limit is named when the
         family's cgroup says its OOM killer struck (never on the sandbox's word).
         """
-        self._discard(proc)
-        fields = {k: report.get(k) for k in ("signal", "code", "cpu_s", "cpu_cap")}
         memory = self.limits.family_memory_mb if proc.family.oom_killed() else None
+        self._discard(proc)  # (the last member out removes the family's cgroup)
+        fields = {k: report.get(k) for k in ("signal", "code", "cpu_s", "cpu_cap")}
         return death_reason(fields, memory)
 
     def _broken(self, proc: Proc, err: ChannelError, start: float) -> ExecResult:

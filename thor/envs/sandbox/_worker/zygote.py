@@ -188,7 +188,7 @@ def _mounts(uid: int, limits: dict[str, Any], carry: list[str]) -> None:
         wire.mount("tmpfs", "/dev/shm", "tmpfs", plain, opts)
     if os.path.isdir("/dev/pts"):  # ptys of its own: none listed or counted across sessions
         pts = "newinstance,ptmxmode=0666,mode=0620,max=16"
-        wire.mount("devpts", "/dev/pts", "devpts", plain | wire.MS_NOEXEC, pts)
+        wire.mount("devpts", "/dev/pts", "devpts", wire.MS_NOSUID | wire.MS_NOEXEC, pts)
     out = 2 * int(limits["file_mb"]) + 1  # two captured streams of at most file_mb each
     opts = f"size={out}m,nr_inodes=64,mode=0700,uid={uid},gid={uid}"
     wire.mount("tmpfs", wire.CAPTURE_DIR, "tmpfs", plain | wire.MS_NOEXEC, opts)
