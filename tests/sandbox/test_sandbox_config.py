@@ -262,4 +262,7 @@ def test_check_probes_a_real_sandbox() -> None:
         "process limit enforced",
         "root-only files unreadable",
         "own processes only",
+        "socket families unix/inet only (seccomp)",
+        "memfds refused (seccomp)",
+        "session memory bounded (cgroup)",
     } <= names

@@ -236,6 +236,7 @@ def _bwrap_args(config: LocalSandboxConfig, launch: Launch) -> list[str]:
         "CAP_SETPCAP",
         "CAP_NET_ADMIN",
         "CAP_KILL",
+        "CAP_DAC_OVERRIDE",  # to carry bound paths into a session's own /tmp (mode 0700)
     ):
         args += ["--cap-add", cap]
     args += ["--ro-bind", "/usr", "/usr"]

@@ -345,7 +345,7 @@ class Interpreter:
             self.branches = set()
             self._enter_scratch(msg.get("scratch"))
             if msg.get("reseed") is True:
-                rng.reseed(rng.TEMPLATE)
+                rng.reseed([*rng.TEMPLATE, *rng.loaded()])
             else:
                 rng.restore_python(state)
             self.hello()

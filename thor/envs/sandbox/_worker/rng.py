@@ -3,8 +3,8 @@
 Every session is forked from one template, so every generator the template created (python's
 ``random``, numpy's global ``RandomState``, sympy's own ``random.Random`` instances, and any other
 ``random.Random`` / numpy generator alive in it) would start in the same state in every session.
-:func:`find` lists them in the template; :func:`reseed` gives a session (or a branch that asks for
-it) fresh OS entropy for each. CPython reseeds the module-level ``random`` generator in every forked
+:func:`find` lists them in the template; :func:`reseed` gives a session fresh OS entropy for
+each, and a branch that asks for it (those of :func:`loaded` too). CPython reseeds the module-level ``random`` generator in every forked
 child (``os.register_at_fork``): :func:`python_state` and :func:`restore_python` undo that, so a
 branch continues its parent's streams exactly.
 """
@@ -42,9 +42,23 @@ def find() -> list[object]:
     return found
 
 
+def loaded() -> list[object]:
+    """The generators in the globals of every module but ``__main__`` (the cell's namespace):
+    python's, numpy's, sympy's, and those of libraries imported after the template started."""
+    kinds = (random.Random, *_numpy_kinds())
+    found: list[object] = []
+    for name, module in list(sys.modules.items()):
+        if name == "__main__":
+            continue
+        for value in list(getattr(module, "__dict__", {}).values()):
+            if isinstance(value, kinds) and not isinstance(value, random.SystemRandom):
+                found.append(value)
+    return found
+
+
 def reseed(generators: list[object]) -> None:
     """Seed each generator afresh from the OS (128 bits each; one getrandom call in all)."""
-    gens = [_PY, *(g for g in generators if g is not _PY)]
+    gens = list({id(g): g for g in (_PY, *generators)}.values())
     entropy = os.urandom(16 * len(gens))
     kinds = _numpy_kinds()
     for i, gen in enumerate(gens):
