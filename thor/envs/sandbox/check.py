@@ -180,8 +180,13 @@ def _probe(cfg: LocalSandboxConfig, report: CheckReport) -> None:
         listener.close()
         canary.close()
         secret_dir.cleanup()
+    report.checks += _findings(got, other_uid, reached, limit)
+
+
+def _findings(got: dict[str, Any], other_uid: int, reached: bool, limit: int) -> list[Check]:
+    """The checks that the probe's answers (``got``) pass or fail."""
     uid, secret, forked = got["uid"], got["read_secret"], got["forked"]
-    report.checks += [
+    return [
         Check(
             "unprivileged user of its own",
             uid != 0 and uid != other_uid,
