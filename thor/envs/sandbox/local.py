@@ -257,7 +257,8 @@ class LocalSandbox:
                 reason = self._death(parent, reply)
                 raise SandboxError(f"fork failed: the session died ({reason})")
             raise SandboxError(f"fork failed: {safe_text(reply.get('message', reply.get('type')))}")
-        return self._register(Proc.await_hello(channel, family, deadline, guarded=guarded))
+        branch = Proc.await_hello(channel, family, deadline, guarded=guarded, branch=True)
+        return self._register(branch)
 
     def _register(self, proc: Proc) -> Proc:
         with self._lock:

@@ -232,14 +232,24 @@ class Proc:
 
     @classmethod
     def await_hello(
-        cls, channel: Channel, family: Family, deadline: float, *, guarded: bool = True
+        cls,
+        channel: Channel,
+        family: Family,
+        deadline: float,
+        *,
+        guarded: bool = True,
+        branch: bool = False,
     ) -> Proc:
-        """Wait for a new interpreter's hello and take hold of it (the family counts it)."""
+        """Wait for a new interpreter's hello and take hold of it (the family counts it).
+
+        A new session is moved into the family's memory cgroup; a ``branch`` (forked from a
+        member) is there already, and moving a process costs an RCU grace period.
+        """
         family.join()
         peer = None
         try:
             msg, peer = channel.recv(deadline, want_peer=True)
-            handle = _check_hello(msg, peer, family)
+            handle = _check_hello(msg, peer, family, attach=not branch)
         except (ChannelError, ProcessLookupError) as err:
             channel.close()
             family.leave()
@@ -265,7 +275,7 @@ class Proc:
         self.channel.close()
 
 
-def _check_hello(msg: dict[str, Any], peer: Peer | None, family: Family) -> Handle:
+def _check_hello(msg: dict[str, Any], peer: Peer | None, family: Family, *, attach: bool) -> Handle:
     if msg.get("type") == "error":
         raise SandboxError(
             f"the sandbox could not start a session: {safe_text(msg.get('message'))}"
@@ -276,10 +286,10 @@ def _check_hello(msg: dict[str, Any], peer: Peer | None, family: Family) -> Hand
         )
     if family.uid is not None and peer.uid != family.uid:
         raise SandboxError(f"the session runs as uid {peer.uid}, not as its own uid {family.uid}")
-    return _member(peer, family)
+    return _member(peer, family, attach)
 
 
-def _member(peer: Peer, family: Family) -> Handle:
+def _member(peer: Peer, family: Family, attach: bool) -> Handle:
     """Hold the process that said hello, after checking that it belongs to ``family``.
 
     The pidfd comes from the kernel with the hello (SCM_PIDFD) where it can, so a writer that
@@ -296,7 +306,7 @@ def _member(peer: Peer, family: Family) -> Handle:
             f"refused a hello from pid {handle.pid} (uids {sorted(handle.uids)}): not a process "
             f"of this session (uid {uid} in the sandbox's pid namespace)"
         )
-    if family.cgroup is not None:
+    if family.cgroup is not None and attach:
         try:
             family.cgroup.attach(handle.pid)
         except OSError as err:
