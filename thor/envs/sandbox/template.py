@@ -243,7 +243,7 @@ class Proc:
         """Wait for a new interpreter's hello and take hold of it (the family counts it).
 
         A new session is moved into the family's memory cgroup; a ``branch`` (forked from a
-        member) is there already, and moving a process costs an RCU grace period.
+        member) is in it already, so no cgroup migration is paid for it.
         """
         family.join()
         peer = None
