@@ -239,3 +239,13 @@ def test_thor_sandbox_serve_command() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_remote_text_is_made_encodable() -> None:
+    """A server may send lone surrogates (valid JSON escapes); results must still write out."""
+    run = {"status": "Finished", "return_code": 0, "stdout": "a\udc80", "stderr": "\ud800"}
+    r = result_from_response({"status": "Success", "run_result": run})
+    assert r.stdout == "a\\udc80" and r.stderr == "\\ud800"
+    json.dumps(r.model_dump(), ensure_ascii=False).encode("utf-8")
+    with pytest.raises(SandboxError, match="malformed"):
+        result_from_response({"status": "Success", "run_result": {**run, "execution_time": 1e999}})

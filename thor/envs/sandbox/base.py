@@ -1,8 +1,9 @@
 """The execution contract: a :class:`Sandbox` opens :class:`Session` s; a session runs cells.
 
 A session is one persistent interpreter for one episode: variables and imports carry across
-cells. ``fork()`` branches it (the child sees the parent's state; the parent is unchanged; no cell
-is replayed), which is what self-correction and step-level RL build on.
+cells. ``fork()`` branches it (the child sees the parent's state, random generators included; the
+parent is unchanged; no cell is replayed), which is what self-correction and step-level RL build
+on; ``fork(reseed=True)`` gives the branch fresh random seeds instead, for diverse continuations.
 
 Errors in the code are data (``ExecResult.status``); a broken sandbox raises
 :class:`~thor.errors.SandboxError`. Whoever opens or forks a session closes it (sessions are also
@@ -26,8 +27,11 @@ class Session(Protocol):
         """Run one cell; ``timeout_s`` overrides the sandbox's per-cell wall-clock limit."""
         ...
 
-    def fork(self) -> Session:
-        """Branch this session: a new, independent session with a copy of the current state."""
+    def fork(self, *, reseed: bool = False) -> Session:
+        """Branch this session: a new, independent session with a copy of the current state.
+
+        ``reseed``: fresh seeds for the branch's random generators instead of its parent's state.
+        """
         ...
 
     def close(self) -> None:

@@ -22,10 +22,12 @@ class SandboxLimits(ThorConfig):
     """Per-cell and per-session limits of a sandboxed interpreter.
 
     Per cell: ``timeout_s`` (wall clock), ``cpu_s`` (CPU), ``output_bytes`` (kept per stream),
-    ``code_bytes``. Per session (every process of it): ``memory_mb`` (address space of each
-    process), ``processes``, ``open_files``, ``file_mb`` (largest file, captured output included),
-    ``scratch_mb`` (the private ``/tmp``), ``session_cpu_s`` (CPU time of the interpreter, summed
-    over its cells).
+    ``code_bytes``. Per session (every process of it, its forks included): ``session_memory_mb``
+    (all its memory: processes, scratch, shared memory, captured output; a memory cgroup),
+    ``memory_mb`` (address space of each process), ``processes``, ``open_files``, ``file_mb``
+    (largest file, captured output included), ``scratch_mb`` (the private ``/tmp``, and as much
+    again for ``/dev/shm``), ``session_cpu_s`` (CPU time of the interpreter, summed over its
+    cells).
     """
 
     timeout_s: float = Field(30.0, gt=0, le=86400, description="Wall-clock limit of one cell")
@@ -37,6 +39,11 @@ class SandboxLimits(ThorConfig):
     )
     session_cpu_s: float = Field(600.0, ge=1, description="CPU limit of the interpreter, all cells")
     memory_mb: int = Field(2048, ge=64, description="Address space of each process (RLIMIT_AS)")
+    session_memory_mb: int | None = Field(
+        None,
+        ge=64,
+        description="All memory of a session and its forks (a memory cgroup); default: memory_mb",
+    )
     processes: int = Field(64, ge=4, description="Processes and threads of the session's user")
     open_files: int = Field(256, ge=32, description="Open file descriptors per process")
     output_bytes: int = Field(
@@ -51,6 +58,11 @@ class SandboxLimits(ThorConfig):
     @property
     def cell_cpu_s(self) -> float:
         return float(self.cpu_s if self.cpu_s is not None else self.timeout_s)
+
+    @property
+    def family_memory_mb(self) -> int:
+        """The memory bound of a session and its forks (``session_memory_mb`` or ``memory_mb``)."""
+        return self.session_memory_mb if self.session_memory_mb is not None else self.memory_mb
 
     def worker_limits(self) -> dict[str, float | int]:
         """The limits the sandbox's worker enforces itself (sent with every new session)."""
@@ -90,7 +102,11 @@ class LocalSandboxConfig(ThorConfig):
     )
     seccomp: bool = Field(
         True,
-        description="Refuse new namespaces, io_uring, bpf, ptrace, keyrings... to sessions (x86_64, aarch64)",
+        description="Refuse new namespaces, socket families but unix/inet, io_uring, bpf, ptrace, SysV IPC, memfds, flock, inotify... to sessions (x86_64, aarch64)",
+    )
+    memory_cgroup: bool | None = Field(
+        None,
+        description="Bound each session's memory with a cgroup: None where one can be made (a warning says what is bounded where not), True requires it, False does without",
     )
     extra_ro_paths: list[str] = Field(
         default_factory=list, description="More host paths to show read-only inside the sandbox"

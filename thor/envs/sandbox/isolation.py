@@ -44,6 +44,7 @@ log = logging.getLogger("thor.sandbox")
 ENV_REQUIRE = "THOR_REQUIRE_ISOLATION"
 WORKER_DIR = Path(__file__).resolve().parent / "_worker"
 INNER_WORKER_DIR = "/.thor/_worker"
+CAPTURE_DIR = "/.thor/out"  # the sessions' output tmpfs (see _worker.wire.CAPTURE_DIR)
 
 UNPROTECTED_WARNING = (
     "thor sandbox: require_isolation=False: model code runs UNPROTECTED, as your own user ({user}) "
@@ -159,13 +160,15 @@ def _user() -> str:
 class Launch:
     """How to start the template: argv, environment, descriptors to hand over.
 
-    ``owned`` are the pipes this launch made (closed by :meth:`close_fds` once started).
+    ``owned`` are the pipes this launch made (closed by :meth:`close_fds` once started);
+    ``carry`` the entries of the sandbox's ``/tmp`` that hold bound host paths.
     """
 
     argv: list[str]
     env: dict[str, str]
     pass_fds: list[int] = field(default_factory=list)
     owned: list[int] = field(default_factory=list)
+    carry: list[str] = field(default_factory=list)
 
     def close_fds(self) -> None:
         for fd in self.owned:
@@ -178,20 +181,20 @@ def launch_command(config: LocalSandboxConfig, isolated: bool, ctl_fd: int) -> L
     import json
 
     worker = INNER_WORKER_DIR if isolated else str(WORKER_DIR)
+    launch = bwrap_command(config, []) if isolated else Launch([], sandbox_env())
     payload = json.dumps(
         {
             "ctl_fd": ctl_fd,
             "isolated": isolated,
             "preimport": list(config.preimport),
             "warmup": config.warmup,
+            "carry": launch.carry,
         }
     )
     # -s -P: the isolated mode's user-site and path rules; the environment is read (it is ours
     # alone: sandbox_env) for PYTHONMALLOC
     python = [sys.executable, "-s", "-P", "-B", "-c", _BOOT, worker, payload]
-    if not isolated:
-        return Launch(python, sandbox_env(), [ctl_fd])
-    launch = bwrap_command(config, python)
+    launch.argv += python
     launch.pass_fds.append(ctl_fd)
     return launch
 
@@ -233,14 +236,18 @@ def _bwrap_args(config: LocalSandboxConfig, launch: Launch) -> list[str]:
         "CAP_SETPCAP",
         "CAP_NET_ADMIN",
         "CAP_KILL",
+        "CAP_DAC_OVERRIDE",  # to carry bound paths into a session's own /tmp (mode 0700)
     ):
         args += ["--cap-add", cap]
     args += ["--ro-bind", "/usr", "/usr"]
+    view = _View()
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
             args += ["--symlink", os.readlink(top), top]
+            view.links.add(top)
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
+            view.bound.append(top)
     args += ["--perms", "0755", "--dir", "/etc"]
     for name in _ETC_FILES:
         if os.path.exists(f"/etc/{name}"):
@@ -254,38 +261,91 @@ def _bwrap_args(config: LocalSandboxConfig, launch: Launch) -> list[str]:
     # read by glibc's malloc to decide on huge pages (see sandbox_env); settings, no secrets
     thp = "/sys/kernel/mm/transparent_hugepage"
     args += ["--ro-bind-try", thp, thp]
-    made: set[str] = set()
     for path in _python_paths():
-        args += [*_parents(path, made), "--ro-bind", path, path]
-    args += _venv_args(made)
+        args += view.expose(path)
     for path in config.extra_ro_paths:
         real = os.path.abspath(path)
         if not os.path.exists(real):
             raise IsolationError(f"extra_ro_paths: {path!r} does not exist")
-        if _under(real, ["/tmp", "/dev", "/proc"]):
+        if _under(real, ["/dev", "/proc"]):
             raise IsolationError(
-                f"extra_ro_paths: {path!r} lies under /tmp, /dev or /proc, which every session "
+                f"extra_ro_paths: {path!r} lies under /dev or /proc, which every session "
                 "replaces with its own; show it from another place (e.g. /var/tmp or /opt)"
             )
-        args += [*_parents(real, made), "--ro-bind", real, real]
-    args += _parents(INNER_WORKER_DIR, made)
-    args += ["--ro-bind", str(WORKER_DIR), INNER_WORKER_DIR, "--chdir", "/tmp"]
+        args += view.expose(real)
+    args += view.parents(INNER_WORKER_DIR)
+    args += ["--ro-bind", str(WORKER_DIR), INNER_WORKER_DIR, "--perms", "0755", "--dir"]
+    args += [CAPTURE_DIR, "--chdir", "/tmp"]
+    launch.carry = sorted(view.tmp_entries)
     return args
 
 
-def _parents(path: str, made: set[str]) -> list[str]:
-    """``--dir`` (mode 0755) for every missing ancestor of ``path``: bwrap would make them 0700,
-    which the session's user could not traverse. Everything else stays hidden: an ancestor is an
-    empty directory of the sandbox's own root, not the host's directory."""
-    args: list[str] = []
-    parts = Path(path).parts[1:-1]
-    for i in range(1, len(parts) + 1):
-        d = "/" + "/".join(parts[:i])
-        if d in made or d in ("/usr", "/etc", "/tmp", "/proc", "/dev") or _under(d, ["/usr"]):
-            continue
-        made.add(d)
-        args += ["--perms", "0755", "--dir", d]
-    return args
+class _View:
+    """The host paths the sandbox shows, each at its own path, symlinks included.
+
+    A path is shown as the interpreter sees it (``sys.prefix`` may run through a symlinked
+    ``.venv``, a python may live behind a symlink): every symlink on the way is recreated and the
+    real directory or file at its end is bound read-only. Entries made under ``/tmp`` are
+    recorded: sessions replace ``/tmp`` with their own and carry these entries over.
+    """
+
+    def __init__(self) -> None:
+        self.bound: list[str] = ["/usr"]
+        self.links: set[str] = set()
+        self.made: set[str] = set()
+        self.tmp_entries: set[str] = set()
+
+    def expose(self, path: str) -> list[str]:
+        args: list[str] = []
+        path = os.path.normpath(path)
+        for _ in range(40):  # symlinks followed at most
+            if _under(path, self.bound):
+                return args
+            link = self._first_link(path)
+            if link is None:
+                self.bound.append(path)
+                self._note(path)
+                return [*args, *self.parents(path), "--ro-bind", path, path]
+            target = os.readlink(link)
+            if link not in self.links:
+                self.links.add(link)
+                self._note(link)
+                args += [*self.parents(link), "--symlink", target, link]
+            rest = os.path.relpath(path, link)
+            path = os.path.normpath(os.path.join(os.path.dirname(link), target, rest))
+        raise IsolationError(f"too many levels of symbolic links on the way to {path!r}")
+
+    def _first_link(self, path: str) -> str | None:
+        current = "/"
+        for part in Path(path).parts[1:]:
+            current = os.path.join(current, part)
+            if _under(current, self.bound):
+                return None
+            if os.path.islink(current):
+                return current
+        return None
+
+    def _note(self, path: str) -> None:
+        parts = Path(path).parts
+        if len(parts) > 2 and parts[1] == "tmp":
+            self.tmp_entries.add(parts[2])
+
+    def parents(self, path: str) -> list[str]:
+        """``--dir`` (mode 0755) for every missing ancestor of ``path``: bwrap would make them
+        0700, which the session's user could not traverse. Everything else stays hidden: an
+        ancestor is an empty directory of the sandbox's own root, not the host's directory."""
+        args: list[str] = []
+        parts = Path(path).parts[1:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/" + "/".join(parts[:i])
+            if d in self.made or d in ("/usr", "/etc", "/tmp", "/proc", "/dev"):
+                continue
+            if _under(d, self.bound) or d in self.links:
+                continue
+            self.made.add(d)
+            self._note(d)
+            args += ["--perms", "0755", "--dir", d]
+        return args
 
 
 def _data_fd(text: str) -> int:
@@ -302,36 +362,16 @@ def _under(path: str, roots: list[str]) -> bool:
 
 
 def _python_paths() -> list[str]:
-    """The interpreter's tree and every site-packages directory, outside /usr."""
-    paths: list[str] = []
-    candidates = [sys.base_prefix, os.path.realpath(sys.base_prefix), *site.getsitepackages()]
-    for p in candidates:
-        real = os.path.realpath(p)
-        if os.path.isdir(real) and not _under(real, ["/usr", *paths]):
-            paths.append(real)
-    return paths
+    """What the interpreter reads, as it names it: its trees, then its files.
 
-
-def _venv_args(made: set[str]) -> list[str]:
-    """The virtual environment's ``pyvenv.cfg`` and the symlink chain of its python."""
-    args: list[str] = []
-    if sys.prefix == sys.base_prefix:
-        return args
-    cfg = os.path.join(sys.prefix, "pyvenv.cfg")
-    if os.path.isfile(cfg):
-        args += [*_parents(cfg, made), "--ro-bind", cfg, cfg]
-    exe = sys.executable
-    bound = ["/usr", *_python_paths()]
-    for _ in range(16):
-        if _under(exe, bound):
-            break  # the rest of the chain is inside a bound tree
-        if not os.path.islink(exe):
-            args += [*_parents(exe, made), "--ro-bind", exe, exe]
-            break
-        target = os.readlink(exe)
-        args += [*_parents(exe, made), "--symlink", target, exe]
-        exe = os.path.normpath(os.path.join(os.path.dirname(exe), target))
-    return args
+    The installation (``sys.base_prefix``), every site-packages directory, the virtual
+    environment's ``pyvenv.cfg`` and the executable (with every symlink on its way).
+    """
+    paths = [sys.base_prefix, sys.base_exec_prefix, *site.getsitepackages()]
+    if sys.prefix != sys.base_prefix:
+        paths.append(os.path.join(sys.prefix, "pyvenv.cfg"))
+    paths.append(sys.executable)
+    return [p for p in dict.fromkeys(paths) if os.path.exists(p)]
 
 
 def run_bwrap_version(bwrap: str) -> str | None:

@@ -21,23 +21,35 @@ import weakref
 from typing import Any, ClassVar
 
 from thor.config import validate_config
+from thor.envs.sandbox.cgroup import CgroupUnavailable, MemoryCgroups, open_cgroups
 from thor.envs.sandbox.channel import (
     Channel,
     ChannelClosed,
     ChannelError,
     ChannelTimeout,
     check_result,
+    safe_text,
 )
 from thor.envs.sandbox.config import LocalSandboxConfig, SandboxLimits
 from thor.envs.sandbox.isolation import resolve_isolation
 from thor.envs.sandbox.procs import UidPool, exit_status_supported
+from thor.envs.sandbox.session import LocalSession
 from thor.envs.sandbox.template import Family, Proc, Template, death_reason
-from thor.errors import SandboxError
+from thor.errors import IsolationError, SandboxError
 from thor.types import ExecResult
 
 __all__ = ["LocalSandbox", "LocalSession"]
 
 log = logging.getLogger("thor.sandbox")
+
+NO_CGROUP_WARNING = (
+    "thor sandbox: no memory cgroup can be made here ({why}), so a session's total memory is not "
+    "bounded as a whole: each process is bounded by RLIMIT_AS (memory_mb) and there are at most "
+    "`processes` of them, the scratch tmpfs (/tmp and /dev/shm) by scratch_mb each and captured "
+    "output by 2 x file_mb; System V IPC and memfds are refused (seccomp). To bound it, run thor "
+    "as root where the memory controller can be delegated (cgroup v2: enabled in the parent of "
+    "thor's cgroup; or cgroup v1 'memory' mounted), or set memory_cgroup=False to silence this."
+)
 
 
 class LocalSandbox:
@@ -47,7 +59,9 @@ class LocalSandbox:
     so root inside its own namespaces) forks every session: opening one costs milliseconds. Each
     session family runs as a uid of its own with a private scratch tmpfs on ``/tmp``, no network,
     a read-only allowlist of host paths, a scrubbed environment and resource limits; a small pool
-    of sessions is kept started ahead of :meth:`open`. See ``SECURITY.md`` for the threat model.
+    of sessions is kept started ahead of :meth:`open`. All of a session's memory (and its forks')
+    is bounded by a memory cgroup where one can be made (:attr:`memory_bound` says what holds
+    here). See ``SECURITY.md`` for the threat model.
 
     Thread safety: many threads may open, fork and run different sessions at once; one session is
     used by one thread at a time (each session holds a lock).
@@ -73,6 +87,7 @@ class LocalSandbox:
         self.config = validate_config(LocalSandboxConfig, config if config is not None else {})
         self.isolated = resolve_isolation(self.config)
         self.limits: SandboxLimits = self.config.limits
+        self.cgroups, self.memory_bound = _memory_cgroups(self.config, self.isolated)
         self._uids = UidPool() if self.isolated else None
         self._lock = threading.RLock()
         self._closed = False
@@ -86,7 +101,12 @@ class LocalSandbox:
         # A branch is one fork where the kernel keeps exit statuses on pidfds (Linux 6.15+): the
         # host reads how it ended from there. Elsewhere a guardian process reports it (two forks).
         self._branch_guardian = not exit_status_supported()
-        self._template: Template | None = Template(self.config, self.isolated)
+        try:
+            self._template: Template | None = Template(self.config, self.isolated)
+        except BaseException:
+            if self.cgroups is not None:
+                self.cgroups.close()
+            raise
         _instances.add(self)
         if self.config.pool_size:
             ref = weakref.ref(self)
@@ -134,6 +154,8 @@ class LocalSandbox:
             proc.kill()
         if template is not None:
             template.close()
+        if self.cgroups is not None:
+            self.cgroups.close()
 
     def __enter__(self) -> LocalSandbox:
         return self
@@ -187,9 +209,10 @@ class LocalSandbox:
 
     def _request(self) -> tuple[Channel, Family]:
         """Ask the template for a new interpreter; its hello is awaited separately."""
+        memory = self.limits.family_memory_mb << 20
         for attempt in (1, 2):
             template = self._live_template()
-            family = Family(self._uids, template.proc_root)
+            family = Family(self._uids, template, self.cgroups, memory)
             channel, theirs = Channel.pair(self._max_frame)
             req = {
                 "op": "open",
@@ -200,9 +223,9 @@ class LocalSandbox:
                 "loopback": self.config.loopback,
             }
             try:
-                template.request_open(req, theirs)
+                template.request_open(req, theirs, time.monotonic() + self.config.open_timeout_s)
                 return channel, family
-            except ChannelClosed:
+            except ChannelError:
                 template.broken = True
                 channel.close()
                 family.release()
@@ -214,14 +237,14 @@ class LocalSandbox:
                 theirs.close()
         raise AssertionError("unreachable")
 
-    def _fork(self, parent: Proc) -> Proc:
+    def _fork(self, parent: Proc, *, reseed: bool = False) -> Proc:
         family = parent.family
         channel, theirs = Channel.pair(self._max_frame)
         deadline = time.monotonic() + self.config.open_timeout_s
         guarded = self._branch_guardian
-        req = {"op": "fork", "scratch": family.new_dir(), "guardian": guarded}
+        req = {"op": "fork", "scratch": family.new_dir(), "guardian": guarded, "reseed": reseed}
         try:
-            parent.channel.send(req, fds=(theirs.fileno(),))
+            parent.channel.send(req, fds=(theirs.fileno(),), deadline=deadline)
             theirs.close()
             reply, _ = parent.channel.recv(deadline)
         except ChannelError as err:
@@ -231,10 +254,11 @@ class LocalSandbox:
         if reply.get("type") != "forked":
             channel.close()
             if reply.get("type") == "died":
-                self._discard(parent)
-                raise SandboxError(f"fork failed: the session died ({death_reason(reply)})")
-            raise SandboxError(f"fork failed: {str(reply.get('message', reply.get('type')))[:500]}")
-        return self._register(Proc.await_hello(channel, family, deadline, guarded=guarded))
+                reason = self._death(parent, reply)
+                raise SandboxError(f"fork failed: the session died ({reason})")
+            raise SandboxError(f"fork failed: {safe_text(reply.get('message', reply.get('type')))}")
+        branch = Proc.await_hello(channel, family, deadline, guarded=guarded, branch=True)
+        return self._register(branch)
 
     def _register(self, proc: Proc) -> Proc:
         with self._lock:
@@ -286,13 +310,18 @@ class LocalSandbox:
         cpu = float(self.limits.cpu_s) if self.limits.cpu_s is not None else timeout
         start = time.monotonic()
         deadline = start + timeout + self.limits.grace_s
+        req = {"op": "run", "code": code, "timeout": timeout, "cpu": cpu, "stdin": stdin}
         try:
-            try:
-                proc.channel.send(
-                    {"op": "run", "code": code, "timeout": timeout, "cpu": cpu, "stdin": stdin}
-                )
-            except ChannelClosed:  # died between cells: its guardian's report may be waiting
-                deadline = time.monotonic() + 0.2
+            proc.channel.send(req, deadline=deadline)
+        except ChannelClosed:  # died between cells: its guardian's report may be waiting
+            deadline = time.monotonic() + 0.2
+        except ChannelTimeout:  # it stopped reading (SIGSTOP, a thread holding the GIL...)
+            self._discard(proc)
+            reason = f"the interpreter did not take the cell within {timeout + self.limits.grace_s:g} s (the previous cell left it unable to read) and was killed"
+            return ExecResult(
+                status="killed", reason=reason, duration_s=time.monotonic() - start, state_lost=True
+            )
+        try:
             msg, _ = proc.channel.recv(deadline)
         except ChannelTimeout:
             self._discard(proc)
@@ -308,18 +337,32 @@ class LocalSandbox:
         kind = msg.get("type")
         if kind == "result":
             try:
-                return ExecResult(**check_result(msg, self._max_text))
+                checked = check_result(msg, self._max_text, time.monotonic() - start)
+                return ExecResult(**checked)
             except ChannelError as err:
                 return self._broken(proc, err, start)
         if kind == "died":
-            self._discard(proc)
+            reason = self._death(proc, msg)
             return ExecResult(
                 status="killed",
-                reason=death_reason(msg),
+                reason=reason,
                 duration_s=time.monotonic() - start,
                 state_lost=True,
             )
-        return self._broken(proc, ChannelError(f"unexpected reply {kind!r:.40}"), start)
+        return self._broken(
+            proc, ChannelError(f"unexpected reply {safe_text(repr(kind), 40)}"), start
+        )
+
+    def _death(self, proc: Proc, report: dict[str, Any]) -> str:
+        """Why ``proc`` died, from a ``died`` report or its exit status; ``proc`` is dropped.
+
+        Only the fields :func:`death_reason` checks are read; the memory limit is named when the
+        family's cgroup says its OOM killer struck (never on the sandbox's word).
+        """
+        memory = self.limits.family_memory_mb if proc.family.oom_killed() else None
+        self._discard(proc)  # (the last member out removes the family's cgroup)
+        fields = {k: report.get(k) for k in ("signal", "code", "cpu_s", "cpu_cap")}
+        return death_reason(fields, memory)
 
     def _broken(self, proc: Proc, err: ChannelError, start: float) -> ExecResult:
         """The session broke the protocol or vanished: kill it and say so."""
@@ -334,133 +377,15 @@ class LocalSandbox:
         report = None
         if isinstance(err, ChannelClosed) and not proc.guarded:
             report = proc.exit_report(wait_s=1.0)
-        self._discard(proc)
         if report is not None:
             report["cpu_cap"] = float(self.limits.session_cpu_s)
-            return death_reason(report)
+            return self._death(proc, report)
+        self._discard(proc)
         if isinstance(err, ChannelClosed):
             if proc.guarded:
                 return "the interpreter ended without a report (its guardian was killed?)"
             return "the interpreter ended; its exit status was not collected (no reap in 1 s)"
         return f"the session broke the sandbox protocol and was killed: {err}"
-
-
-class LocalSession:
-    """One persistent interpreter of a :class:`LocalSandbox` (see :class:`~thor.envs.sandbox.base.Session`).
-
-    When the interpreter dies (a signal, a limit, ``os._exit``, a hard timeout), that cell's result
-    says so (``state_lost=True``) and the next :meth:`run` starts a fresh interpreter
-    transparently; its result has ``state_lost=True`` too.
-
-    Example:
-        >>> with LocalSandbox().open() as s:  # doctest: +SKIP
-        ...     s.run("import os; token = os.urandom(8).hex()")
-        ...     b = s.fork()  # the same token: state is copied, not replayed
-        ...     assert b.run("print(token)").stdout == s.run("print(token)").stdout
-    """
-
-    def __init__(self, sandbox: LocalSandbox, proc: Proc, *, state_lost: bool = False) -> None:
-        self._sandbox = sandbox
-        self._proc: Proc | None = proc
-        self._lock = threading.Lock()
-        self._closed = False
-        self._lost = state_lost  # the next result must say state_lost (a fresh interpreter)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def pid(self) -> int | None:
-        """The interpreter's pid on the host (None while no interpreter runs)."""
-        return None if self._proc is None else self._proc.handle.pid
-
-    @property
-    def uid(self) -> int | None:
-        """The session's own uid (isolated mode), shared with its forks."""
-        return None if self._proc is None else self._proc.family.uid
-
-    def run(
-        self, code: str, *, timeout_s: float | None = None, stdin: str | None = None
-    ) -> ExecResult:
-        """Run one cell; ``timeout_s`` overrides the sandbox's per-cell wall-clock limit.
-
-        ``stdin`` is what the cell reads from ``sys.stdin`` (python-level only: file descriptor 0
-        stays ``/dev/null``).
-        """
-        limits = self._sandbox.limits
-        timeout = limits.timeout_s if timeout_s is None else float(timeout_s)
-        if not timeout > 0:
-            raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
-        size = len(code.encode("utf-8", "surrogatepass")) + len(
-            (stdin or "").encode("utf-8", "surrogatepass")
-        )
-        if size > limits.code_bytes:
-            reason = f"code too large: {size:,} bytes (limit {limits.code_bytes:,}: SandboxLimits.code_bytes)"
-            return ExecResult(status="error", reason=reason, stderr=reason + "\n")
-        with self._lock:
-            proc = self._live_proc()
-            result = self._sandbox._run(proc, code, timeout, stdin)
-            if self._lost and not result.state_lost:
-                result = result.model_copy(update={"state_lost": True})
-            self._lost = False
-            if proc.dead:
-                self._proc = None
-        return result
-
-    def fork(self) -> LocalSession:
-        """A new, independent session with a copy of this one's state (copy-on-write; no replay).
-
-        The branch gets a copy of the working directory (a new directory in the same scratch
-        tmpfs: absolute paths into the parent's directory still reach the parent's files) and
-        shares the family's uid, process limit and scratch space.
-        """
-        with self._lock:
-            proc = self._live_proc()
-            try:
-                child = self._sandbox._fork(proc)
-            finally:
-                if proc.dead:
-                    self._proc = None
-                    self._lost = True
-            return LocalSession(self._sandbox, child, state_lost=self._lost)
-
-    def close(self) -> None:
-        """Kill the interpreter and everything it started (idempotent)."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            proc, self._proc = self._proc, None
-        if proc is not None:
-            self._sandbox._discard(proc)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise SandboxError("the session is closed")
-        self._sandbox._check_open()
-
-    def _live_proc(self) -> Proc:
-        """The interpreter, replaced by a fresh one (state lost) if it died. Hold the lock."""
-        self._check_open()
-        if self._proc is None or self._proc.dead:
-            self._proc = self._sandbox._take()
-            self._lost = True
-        return self._proc
-
-    def __del__(self) -> None:
-        # a session dropped without close() must not keep its processes until the sandbox closes
-        if not getattr(self, "_closed", True) and getattr(self, "_proc", None) is not None:
-            self.close()
-
-    def __enter__(self) -> LocalSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"LocalSession(pid={self.pid}, uid={self.uid}, closed={self._closed})"
 
 
 _instances: weakref.WeakSet[LocalSandbox] = weakref.WeakSet()
@@ -487,6 +412,38 @@ def _refill(ref: weakref.ref[LocalSandbox]) -> None:
         del sandbox
         if not started:
             want.wait(min(30.0, 0.5 * 2**failures) if failures else 1.0)
+
+
+def _memory_cgroups(config: LocalSandboxConfig, isolated: bool) -> tuple[MemoryCgroups | None, str]:
+    """The sandbox's memory cgroups (None without) and a sentence on what bounds memory here."""
+    limits = config.limits
+    if not isolated:
+        return (
+            None,
+            f"not isolated: each process's address space only (memory_mb={limits.memory_mb})",
+        )
+    per_process = (
+        f"each process's address space (memory_mb={limits.memory_mb}) times {limits.processes} "
+        f"processes, /tmp and /dev/shm ({limits.scratch_mb} MB each) and captured output "
+        f"({2 * limits.file_mb + 1} MB)"
+    )
+    if config.memory_cgroup is False:
+        return None, f"no memory cgroup (memory_cgroup=False): {per_process}"
+    try:
+        groups = open_cgroups()
+    except (CgroupUnavailable, OSError) as err:
+        if config.memory_cgroup:
+            raise IsolationError(
+                f"memory_cgroup=True, but no memory cgroup can be made here: {err}. Run thor as "
+                "root where the memory controller can be delegated, or set memory_cgroup=None"
+            ) from None
+        log.warning(NO_CGROUP_WARNING.format(why=err))
+        return None, f"no memory cgroup ({err}): {per_process}"
+    bound = (
+        f"all memory of each session and its forks (processes, scratch, shared memory, captured "
+        f"output) by a cgroup v{groups.version} limit of {limits.family_memory_mb} MB"
+    )
+    return groups, bound
 
 
 @atexit.register

@@ -32,6 +32,7 @@ __all__ = [
     "exit_status",
     "exit_status_supported",
     "list_procs",
+    "pidfd_pid",
     "sweep",
 ]
 
@@ -143,22 +144,50 @@ def _info(dirfd: int, pid: int) -> ProcInfo | None:
     return ProcInfo(pid, uid, int(fields[3]), fields[0].decode())
 
 
-class Handle:
-    """A live process held by a pidfd, with its uid and session id (host and innermost namespace)."""
+def pidfd_pid(pidfd: int) -> int:
+    """The pid (in this pid namespace) of the process behind ``pidfd``; ProcessLookupError once
+    it has ended."""
+    with open(f"/proc/self/fdinfo/{pidfd}") as f:
+        for line in f:
+            if line.startswith("Pid:"):
+                pid = int(line.split()[1])
+                if pid <= 0:
+                    raise ProcessLookupError("the process has ended")
+                return pid
+    raise ProcessLookupError("not a pidfd")
 
-    __slots__ = ("host_sid", "inner_sid", "pid", "pidfd", "uid")
+
+class Handle:
+    """A live process held by a pidfd: its uid and session id (host and innermost namespace),
+    every uid it holds (real, effective, saved, filesystem) and its pid namespace (an inode)."""
+
+    __slots__ = ("host_sid", "inner_sid", "pid", "pidfd", "pidns", "uid", "uids")
 
     def __init__(self, pid: int, pidfd: int, uid: int, host_sid: int, inner_sid: int) -> None:
         self.pid, self.pidfd, self.uid = pid, pidfd, uid
         self.host_sid, self.inner_sid = host_sid, inner_sid
+        self.uids: set[int] = {uid}
+        self.pidns = 0
 
     @classmethod
     def open(cls, pid: int) -> Handle:
-        """Hold ``pid`` (a host pid, e.g. from SCM_CREDENTIALS); ProcessLookupError if it is gone."""
-        pidfd = os.pidfd_open(pid)
+        """Hold ``pid`` (a host pid); ProcessLookupError if it is gone."""
+        return cls.adopt(os.pidfd_open(pid), pid)
+
+    @classmethod
+    def adopt(cls, pidfd: int, pid: int | None = None) -> Handle:
+        """Hold the process behind ``pidfd`` (its pid read from the kernel unless given).
+
+        Takes ``pidfd`` (closed on failure); ProcessLookupError if the process is gone. What is
+        read about it (uid, session, pid namespace) is checked to belong to it: the process was
+        still alive after the reads, so its pid could not have been reused in between.
+        """
         try:
+            if pid is None:
+                pid = pidfd_pid(pidfd)
             with open(f"/proc/{pid}/status", "rb") as f:
                 status = f.read()
+            pidns = os.stat(f"/proc/{pid}/ns/pid").st_ino
             fields = {}
             for line in status.splitlines():
                 key, _, value = line.partition(b":")
@@ -166,7 +195,10 @@ class Handle:
             if not cls._alive(pidfd):
                 raise ProcessLookupError(pid)
             sids = [int(v) for v in fields.get(b"NSsid", [])] or [os.getsid(pid)]
-            return cls(pid, pidfd, int(fields[b"Uid"][0]), sids[0], sids[-1])
+            handle = cls(pid, pidfd, int(fields[b"Uid"][0]), sids[0], sids[-1])
+            handle.uids = {int(v) for v in fields[b"Uid"]}
+            handle.pidns = pidns
+            return handle
         except (OSError, KeyError, ValueError, IndexError):
             os.close(pidfd)
             raise ProcessLookupError(pid) from None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import threading
 import time
@@ -79,6 +80,10 @@ def replay_program(history: list[str], code: str) -> str:
     return _TEMPLATE.format(cells=list(history), code=code, mark=REPLAY_MARK, exit=REPLAY_EXIT)
 
 
+def _encodable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _last_line(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1][:1000] if lines else ""
@@ -93,7 +98,8 @@ def result_from_response(resp: dict[str, Any]) -> ExecResult:
     status = resp.get("status")
     run = resp.get("run_result")
     if status == "SandboxError" or status not in ("Success", "Failed"):
-        raise SandboxError(f"the remote sandbox failed: {str(resp.get('message') or status)[:500]}")
+        message = _encodable(str(resp.get("message") or status)[:500])
+        raise SandboxError(f"the remote sandbox failed: {message}")
     if not isinstance(run, dict):
         raise SandboxError(f"the remote sandbox returned no run_result (status {status})")
     stdout, stderr = run.get("stdout") or "", run.get("stderr") or ""
@@ -102,8 +108,13 @@ def result_from_response(resp: dict[str, Any]) -> ExecResult:
         not isinstance(stdout, str)
         or not isinstance(stderr, str)
         or not isinstance(duration, int | float)
+        or isinstance(duration, bool)
+        or not math.isfinite(duration)
     ):
         raise SandboxError("the remote sandbox returned a malformed run_result")
+    # text from another server: lone surrogates (valid JSON escapes) would break whoever writes
+    # the result out, so they are escaped here
+    stdout, stderr = _encodable(stdout), _encodable(stderr)
     common = {"stdout": stdout, "stderr": stderr, "duration_s": max(0.0, float(duration))}
     if run.get("status") == "TimeLimitExceeded":
         return ExecResult(status="timeout", reason="wall-clock limit exceeded (remote)", **common)
@@ -191,7 +202,8 @@ class RemoteSandbox:
                 continue
             if isinstance(resp, dict) and resp.get("status") != "SandboxError":
                 return resp
-            problem = f"sandbox error: {str(resp.get('message') if isinstance(resp, dict) else resp)[:300]}"
+            detail = resp.get("message") if isinstance(resp, dict) else resp
+            problem = f"sandbox error: {_encodable(str(detail)[:300])}"
         raise SandboxError(f"{url} failed after {self.config.retries + 1} attempts: {problem}")
 
 
@@ -229,8 +241,12 @@ class RemoteSession:
                 self.history.append(code)
             return result
 
-    def fork(self) -> RemoteSession:
-        """A new session with a copy of the history (the branch replays it: no state is copied)."""
+    def fork(self, *, reseed: bool = False) -> RemoteSession:
+        """A new session with a copy of the history (the branch replays it: no state is copied).
+
+        ``reseed`` changes nothing here: a replay draws whatever the replayed cells draw (the
+        same numbers only where they seed their generators themselves).
+        """
         with self._lock:
             if self._closed:
                 raise SandboxError("the session is closed")

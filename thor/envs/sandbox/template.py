@@ -2,16 +2,18 @@
 
 - :class:`Template`: the running template (bubblewrap + the zygote) and its control channel.
 - :class:`Family`: a session and its forks. In isolated mode a family owns one uid that no other
-  family uses; when its last member closes, every process of that uid is swept and the uid goes
-  back to the pool.
-- :class:`Proc`: one live interpreter: its channel and a pidfd on it (from the pid the kernel
-  reported with its hello). Killing a proc kills its interpreter, its guardian and whatever else
-  runs in its session, without trusting the template.
+  family uses, and a memory cgroup where one can be made; when its last member closes, every
+  process of that uid is swept, the uid goes back to the pool and the cgroup is removed.
+- :class:`Proc`: one live interpreter: its channel and a pidfd on it (from the kernel, with its
+  hello), checked to run as the family's uid in the sandbox's pid namespace. Killing a proc kills
+  its interpreter, its guardian and whatever else runs in its session, without trusting the
+  template.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import signal
@@ -22,7 +24,8 @@ import threading
 import time
 from typing import Any, TypeGuard
 
-from thor.envs.sandbox.channel import Channel, ChannelError
+from thor.envs.sandbox.cgroup import FamilyCgroup, MemoryCgroups
+from thor.envs.sandbox.channel import Channel, ChannelError, Peer, safe_text
 from thor.envs.sandbox.config import LocalSandboxConfig
 from thor.envs.sandbox.isolation import launch_command
 from thor.envs.sandbox.procs import HOST_PROC, Handle, ProcRoot, UidPool, sweep
@@ -77,8 +80,10 @@ class Template:
             raise SandboxError(
                 f"the sandbox template did not start ({err}): {text or 'no output'}"
             ) from None
+        peer.close()
         self.pid = peer.pid
         try:
+            self.pidns = os.stat(f"/proc/{self.pid}/ns/pid").st_ino  # every session's too
             self.proc_root = (
                 ProcRoot(f"/proc/{self.pid}/root/proc", hold=True) if isolated else HOST_PROC
             )
@@ -86,10 +91,10 @@ class Template:
             self.close()
             raise SandboxError(f"cannot reach the sandbox's processes: {err}") from None
 
-    def request_open(self, req: dict[str, Any], sock: socket.socket) -> None:
+    def request_open(self, req: dict[str, Any], sock: socket.socket, deadline: float) -> None:
         """Ask for a new session on ``sock`` (the template answers nothing; the session says hello)."""
         with self._lock:
-            self.channel.send(req, fds=(sock.fileno(),))
+            self.channel.send(req, fds=(sock.fileno(),), deadline=deadline)
 
     def alive(self) -> bool:
         return not self.broken and self.popen.poll() is None
@@ -115,15 +120,39 @@ class Template:
 
 
 class Family:
-    """A session and its forks: one uid (isolated) or a list of scratch directories (not)."""
+    """A session and its forks: one uid (isolated) or a list of scratch directories (not).
 
-    def __init__(self, uids: UidPool | None, proc_root: ProcRoot) -> None:
+    ``pidns``: the pid namespace its processes run in; ``cgroups``: where to make its memory
+    cgroup of ``memory_bytes`` (None: no cgroup).
+    """
+
+    def __init__(
+        self,
+        uids: UidPool | None,
+        template: Template,
+        cgroups: MemoryCgroups | None = None,
+        memory_bytes: int = 0,
+    ) -> None:
         self.uids = uids
         self.uid = uids.take() if uids is not None else None
-        self.proc_root = proc_root.retain()
+        self.pidns = template.pidns
+        self.cgroups = cgroups
+        self.cgroup: FamilyCgroup | None = None
+        if cgroups is not None:
+            try:
+                self.cgroup = cgroups.family(memory_bytes)
+            except OSError as err:
+                if uids is not None and self.uid is not None:
+                    uids.give_back(self.uid)
+                raise SandboxError(f"cannot make the session's memory cgroup: {err}") from None
+        self.proc_root = template.proc_root.retain()
         self.dirs: list[str] = []
         self.members = 0
         self._lock = threading.Lock()
+
+    def oom_killed(self) -> bool:
+        """Whether the memory limit killed one of the family's processes since the last call."""
+        return self.cgroup is not None and self.cgroup.new_oom_kill()
 
     def new_dir(self) -> str | None:
         """A scratch directory on the host (not isolated); None when the sandbox makes its own."""
@@ -164,6 +193,9 @@ class Family:
                     "processes of sandbox uid %d survived the sweep; the uid is retired", self.uid
                 )
             self.uid = None
+        if self.cgroup is not None and self.cgroups is not None:
+            self.cgroups.retire(self.cgroup)
+            self.cgroup = None
         for path in self.dirs:
             shutil.rmtree(path, ignore_errors=True)
         self.dirs = []
@@ -200,23 +232,24 @@ class Proc:
 
     @classmethod
     def await_hello(
-        cls, channel: Channel, family: Family, deadline: float, *, guarded: bool = True
+        cls,
+        channel: Channel,
+        family: Family,
+        deadline: float,
+        *,
+        guarded: bool = True,
+        branch: bool = False,
     ) -> Proc:
-        """Wait for a new interpreter's hello and take hold of it (the family counts it)."""
+        """Wait for a new interpreter's hello and take hold of it (the family counts it).
+
+        A new session is moved into the family's memory cgroup; a ``branch`` (forked from a
+        member) is in it already, so no cgroup migration is paid for it.
+        """
         family.join()
+        peer = None
         try:
             msg, peer = channel.recv(deadline, want_peer=True)
-            if msg.get("type") == "error":
-                raise SandboxError(
-                    f"the sandbox could not start a session: {str(msg.get('message'))[:500]}"
-                )
-            if msg.get("type") != "hello" or peer is None:
-                raise SandboxError(f"the sandbox sent {msg.get('type')!r} instead of a hello")
-            if family.uid is not None and peer.uid != family.uid:
-                raise SandboxError(
-                    f"the session runs as uid {peer.uid}, not as its own uid {family.uid}"
-                )
-            handle = Handle.open(peer.pid)
+            handle = _check_hello(msg, peer, family, attach=not branch)
         except (ChannelError, ProcessLookupError) as err:
             channel.close()
             family.leave()
@@ -225,6 +258,9 @@ class Proc:
             channel.close()
             family.leave()
             raise
+        finally:
+            if peer is not None:
+                peer.close()  # a pidfd not taken
         return cls(channel, handle, family, guarded=guarded)
 
     def kill(self) -> None:
@@ -239,16 +275,64 @@ class Proc:
         self.channel.close()
 
 
-def death_reason(msg: dict[str, Any]) -> str:
-    """A human reason from a guardian's ``died`` report (validated: it comes from the sandbox)."""
-    sig, code = msg.get("signal"), msg.get("code")
+def _check_hello(msg: dict[str, Any], peer: Peer | None, family: Family, *, attach: bool) -> Handle:
+    if msg.get("type") == "error":
+        raise SandboxError(
+            f"the sandbox could not start a session: {safe_text(msg.get('message'))}"
+        )
+    if msg.get("type") != "hello" or peer is None:
+        raise SandboxError(
+            f"the sandbox sent {safe_text(repr(msg.get('type')), 60)} instead of a hello"
+        )
+    if family.uid is not None and peer.uid != family.uid:
+        raise SandboxError(f"the session runs as uid {peer.uid}, not as its own uid {family.uid}")
+    return _member(peer, family, attach)
+
+
+def _member(peer: Peer, family: Family, attach: bool) -> Handle:
+    """Hold the process that said hello, after checking that it belongs to ``family``.
+
+    The pidfd comes from the kernel with the hello (SCM_PIDFD) where it can, so a writer that
+    exited and whose pid went to another process is never mistaken for it; either way the process
+    must run with the family's uid (every one of its uids) in the sandbox's pid namespace, or it
+    is refused and left alone.
+    """
+    pidfd = peer.take_pidfd()
+    handle = Handle.adopt(pidfd) if pidfd >= 0 else Handle.open(peer.pid)
+    uid = family.uid if family.uid is not None else os.getuid()
+    if handle.uids != {uid} or handle.pidns != family.pidns:
+        handle.close()
+        raise SandboxError(
+            f"refused a hello from pid {handle.pid} (uids {sorted(handle.uids)}): not a process "
+            f"of this session (uid {uid} in the sandbox's pid namespace)"
+        )
+    if family.cgroup is not None and attach:
+        try:
+            family.cgroup.attach(handle.pid)
+        except OSError as err:
+            handle.kill()
+            handle.close()
+            raise SandboxError(f"cannot move the session into its memory cgroup: {err}") from None
+    return handle
+
+
+def death_reason(msg: dict[str, Any], memory_mb: int | None = None) -> str:
+    """A human reason from a ``died`` report (validated: it comes from the sandbox).
+
+    ``memory_mb``: the family's memory limit, when its cgroup's OOM killer struck.
+    """
+    sig, code = _int(msg.get("signal"), 1, 64), _int(msg.get("code"), 0, 255)
     cpu, cap = msg.get("cpu_s"), msg.get("cpu_cap")
-    if isinstance(sig, int) and not isinstance(sig, bool) and sig > 0:
+    cpu = cpu if _num(cpu) and math.isfinite(cpu) else None
+    cap = cap if _num(cap) and math.isfinite(cap) else None
+    if sig is not None:
         try:
             name = signal.Signals(sig).name
         except ValueError:
             name = f"signal {sig}"
         reason = f"killed by {name}"
+        if sig == signal.SIGKILL and memory_mb is not None:
+            return f"{reason} (the session's memory limit of {memory_mb} MB)"
         if sig == signal.SIGKILL and _num(cpu) and _num(cap) and cpu >= cap - 1:
             return f"{reason} (the session's CPU time limit of {cap:g} s)"
         if sig == signal.SIGKILL and cpu is None and _num(cap):  # a branch: no CPU time known
@@ -258,9 +342,13 @@ def death_reason(msg: dict[str, Any]) -> str:
         if sig == signal.SIGXCPU:
             return f"{reason} (CPU time limit)"
         return reason
-    if isinstance(code, int) and not isinstance(code, bool):
+    if code is not None:
         return f"the interpreter exited with code {code} (os._exit or a crash)"
     return "the interpreter died"
+
+
+def _int(v: object, low: int, high: int) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and low <= v <= high else None
 
 
 def _num(v: object) -> TypeGuard[int | float]:

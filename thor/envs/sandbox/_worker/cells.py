@@ -5,8 +5,9 @@ Session protocol (host -> interpreter, one frame per request, one reply each):
 - ``{"op": "run", "code": str, "timeout": float, "cpu": float, "stdin": str | null}`` ->
   ``{"type": "result", "status": "ok" | "error" | "timeout", "stdout", "stderr", "reason",
   "duration_s", "truncated"}``
-- ``{"op": "fork", "scratch": str | null, "guardian": bool}`` with a new socket end attached ->
-  ``{"type": "forked"}``; the branch says ``hello`` on the new socket.
+- ``{"op": "fork", "scratch": str | null, "guardian": bool, "reseed": bool}`` with a new socket
+  end attached -> ``{"type": "forked"}``; the branch says ``hello`` on the new socket. The branch
+  continues every random generator of its parent exactly, unless ``reseed`` asks for fresh seeds.
 - ``{"op": "ping"}`` -> ``{"type": "pong"}``
 
 When the interpreter dies instead of replying, its guardian sends ``{"type": "died", ...}``. A
@@ -34,7 +35,7 @@ import traceback
 import types
 from typing import Any
 
-from . import wire
+from . import rng, wire
 from .guardian import guard
 
 MB = 1 << 20
@@ -51,21 +52,31 @@ class CellTimeout(BaseException):
         self.kind = kind
 
 
-def serve(sock: socket.socket, limits: dict[str, Any]) -> None:
-    """Say hello, then answer requests until the host closes the socket."""
-    Interpreter(sock, limits).loop()
+def serve(sock: socket.socket, limits: dict[str, Any], capture: str | None = None) -> None:
+    """Say hello, then answer requests until the host closes the socket.
+
+    ``capture``: a directory for the cells' captured output (unnamed files); memfds without it.
+    """
+    rng.reseed(rng.TEMPLATE)  # the template's generators, fresh for this session
+    Interpreter(sock, limits, capture).loop()
+
+
+def _text(text: str) -> str:
+    """``text`` made encodable (lone surrogates escaped): the host refuses anything else."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _last_line(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1][:1000] if lines else ""
+    return _text(lines[-1][:1000]) if lines else ""
 
 
 class Interpreter:
     """One persistent namespace plus the machinery around each cell."""
 
-    def __init__(self, sock: socket.socket, limits: dict[str, Any]) -> None:
+    def __init__(self, sock: socket.socket, limits: dict[str, Any], capture: str | None) -> None:
         self.sock = sock
+        self.capture = capture
         self.cpu_hard = max(1, int(limits["session_cpu_s"]))
         self.file_limit = int(limits["file_mb"]) * MB
         self.output_bytes = int(limits["output_bytes"])
@@ -107,14 +118,14 @@ class Interpreter:
                     hint = " (the session's process limit)" if err.errno == errno.EAGAIN else ""
                     reply = {
                         "type": "error",
-                        "message": f"the interpreter could not fork: {err}{hint}",
+                        "message": _text(f"the interpreter could not fork: {err}{hint}"),
                     }
             elif op == "ping":
                 reply = {"type": "pong"}
             else:
                 for fd in fds:
                     os.close(fd)
-                reply = {"type": "error", "message": f"unknown request {op!r}"}
+                reply = {"type": "error", "message": _text(f"unknown request {op!r:.100}")}
             wire.send(self.sock, reply)
 
     def hello(self) -> None:
@@ -127,11 +138,11 @@ class Interpreter:
         self.count += 1
         name = f"<cell {self.count}>"
         try:
-            out_fd = os.memfd_create("stdout", os.MFD_CLOEXEC)
+            out_fd = self._output_file("stdout")
         except OSError as err:  # e.g. earlier cells left every file descriptor open
             return self._failure(f"the cell could not start: no file for its output ({err})")
         try:
-            err_fd = os.memfd_create("stderr", os.MFD_CLOEXEC)
+            err_fd = self._output_file("stderr")
         except OSError as err:
             os.close(out_fd)
             return self._failure(f"the cell could not start: no file for its output ({err})")
@@ -165,6 +176,11 @@ class Interpreter:
             "duration_s": duration,
             "truncated": cut_out or cut_err,
         }
+
+    def _output_file(self, name: str) -> int:
+        if self.capture is None:
+            return os.memfd_create(name, os.MFD_CLOEXEC)
+        return os.open(self.capture, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
 
     @staticmethod
     def _failure(reason: str) -> dict[str, Any]:
@@ -208,8 +224,8 @@ class Interpreter:
         if code is None or code == 0:
             return "ok", "", ""
         if isinstance(code, int):
-            return "error", f"SystemExit: {code}", ""
-        return "error", f"SystemExit: {code}"[:1000], f"{code}\n"
+            return "error", _text(f"SystemExit: {code}"[:1000]), ""
+        return "error", _text(f"SystemExit: {code}"[:1000]), _text(f"{code}\n")
 
     @staticmethod
     def _format(err: BaseException) -> str:
@@ -296,8 +312,12 @@ class Interpreter:
         guardian, which starts its own session and forks the branch's interpreter: two forks.
         Either child is reaped by pid (``_reap``, also on ``SIGCHLD``), never with a wildcard
         wait, so the cell's own children are left alone.
+
+        The branch's random generators continue the parent's exactly (CPython reseeds the
+        module-level one in a forked child; that is undone), or start afresh with ``"reseed"``.
         """
         guarded = msg.get("guardian", True) is not False
+        state = rng.python_state()
         try:
             pid = os.fork()
         except OSError:
@@ -324,12 +344,17 @@ class Interpreter:
             self.pid = os.getpid()
             self.branches = set()
             self._enter_scratch(msg.get("scratch"))
+            if msg.get("reseed") is True:
+                rng.reseed([*rng.TEMPLATE, *rng.loaded()])
+            else:
+                rng.restore_python(state)
             self.hello()
             return True
         except Exception as err:  # tell the host why the branch could not start
             with contextlib.suppress(OSError):
                 wire.send(
-                    socket.socket(fileno=fd), {"type": "error", "message": f"fork failed: {err!r}"}
+                    socket.socket(fileno=fd),
+                    {"type": "error", "message": _text(f"fork failed: {err!r}")},
                 )
             os._exit(70)
 

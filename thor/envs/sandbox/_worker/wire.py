@@ -22,7 +22,8 @@ MAX_FRAME = 256 << 20  # the host caps code far below this; this only bounds a c
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET = 0x00020000, 0x08000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
-MS_REMOUNT, MS_REC, MS_PRIVATE = 32, 16384, 1 << 18
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+CAPTURE_DIR = "/.thor/out"  # a session's tmpfs for captured output (bubblewrap makes the directory)
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP = 1, 24
 PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 38, 36
 

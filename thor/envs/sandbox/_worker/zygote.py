@@ -2,16 +2,19 @@
 
 The template never runs model code. In isolated mode it is root inside its own bubblewrap
 namespaces (mount, pid, net, ipc, uts), and each session it forks makes itself private mount,
-network (no interface, or only a loopback of its own) and System V IPC namespaces with a size-limited scratch tmpfs on
-``/tmp``, sets its resource limits, drops every capability and becomes a uid that no other
-session uses, before any model code exists. A session
+network (no interface, or only a loopback of its own) and System V IPC namespaces (with small IPC
+limits), a size-limited scratch tmpfs on ``/tmp`` and ``/dev/shm``, a private pty instance and a
+small tmpfs for captured output, sets its resource limits, drops every capability and becomes a
+uid that no other session uses, before any model code exists. A session
 is two processes: a tiny guardian that waits for the interpreter and reports how it died, and the
 interpreter itself (:mod:`.cells`). (Its branches need no guardian where the host can read exit
 statuses from pidfds: see :meth:`.cells.Interpreter.fork`.)
 
 Control protocol (host -> template, one frame per request, the session's socket end attached):
-``{"op": "open", "uid": int | null, "scratch": str, "limits": {...}}``. The template answers
-nothing; the new session says hello on its own socket, or the socket closes.
+``{"op": "open", "uid": int | null, "scratch": str, "limits": {...}, "seccomp": bool,
+"loopback": bool}``. The template answers nothing; the new session says hello on its own socket,
+or the socket closes. The launch config (``argv[0]``) names the template's ``/tmp`` entries that
+hold bound host paths (``carry``): every session shows them in its own ``/tmp`` too.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import socket
 import traceback
 from typing import Any
 
-from . import cells, seccomp, wire
+from . import cells, rng, seccomp, wire
 from .guardian import guard
 
 
@@ -40,6 +43,8 @@ def main(argv: list[str]) -> None:
         importlib.import_module(name)
     if cfg.get("warmup"):  # trusted code from the host's config, never model code
         exec(compile(cfg["warmup"], "<warmup>", "exec"), {"__name__": "__warmup__"})
+    rng.TEMPLATE[:] = rng.find()  # reseeded in every session
+    carry = [str(name) for name in cfg.get("carry", [])]
     if isolated:
         # Every session then sees only its own processes (root, the template, sees all).
         flags = wire.MS_REMOUNT | wire.MS_NOSUID | wire.MS_NODEV | wire.MS_NOEXEC
@@ -66,7 +71,7 @@ def main(argv: list[str]) -> None:
             continue
         pid = os.fork()
         if pid == 0:
-            _session(ctl, fds[0], req, isolated)  # never returns
+            _session(ctl, fds[0], req, isolated, carry)  # never returns
         os.close(fds[0])
 
 
@@ -80,7 +85,9 @@ def _reap(_signum: int, _frame: Any) -> None:
             return
 
 
-def _session(ctl: socket.socket, fd: int, req: dict[str, Any], isolated: bool) -> None:
+def _session(
+    ctl: socket.socket, fd: int, req: dict[str, Any], isolated: bool, carry: list[str]
+) -> None:
     """In the forked child: set the session up, then split into guardian and interpreter."""
     sock = None
     try:
@@ -88,11 +95,11 @@ def _session(ctl: socket.socket, fd: int, req: dict[str, Any], isolated: bool) -
         ctl.close()
         sock = socket.socket(fileno=fd)
         limits = req["limits"]
-        _setup(req, isolated)
+        _setup(req, isolated, carry)
         pid = os.fork()
         if pid:
             guard(pid, sock, float(limits["session_cpu_s"]))
-        cells.serve(sock, limits)
+        cells.serve(sock, limits, wire.CAPTURE_DIR if isolated else None)
         os._exit(0)
     except Exception as err:  # report why the session could not start, then die
         if sock is not None:
@@ -105,7 +112,7 @@ def _session(ctl: socket.socket, fd: int, req: dict[str, Any], isolated: bool) -
     os._exit(70)
 
 
-def _setup(req: dict[str, Any], isolated: bool) -> None:
+def _setup(req: dict[str, Any], isolated: bool, carry: list[str]) -> None:
     """Mounts, limits and identity of a fresh session (runs as root in isolated mode)."""
     limits = req["limits"]
     null = os.open("/dev/null", os.O_RDWR)
@@ -119,11 +126,8 @@ def _setup(req: dict[str, Any], isolated: bool) -> None:
         if req.get("loopback"):
             wire.loopback_up()
         wire.mount(None, "/", None, wire.MS_REC | wire.MS_PRIVATE, None)
-        size = int(limits["scratch_mb"])
-        opts = f"size={size}m,nr_inodes=65536,mode=0700,uid={uid},gid={uid}"
-        wire.mount("tmpfs", "/tmp", "tmpfs", wire.MS_NOSUID | wire.MS_NODEV, opts)
-        if os.path.isdir("/dev/shm"):  # shared memory (multiprocessing) is private too
-            wire.mount("tmpfs", "/dev/shm", "tmpfs", wire.MS_NOSUID | wire.MS_NODEV, opts)
+        _ipc_limits(limits)
+        _mounts(uid, limits, carry)
         scratch = "/tmp"
     else:
         scratch = str(req["scratch"])
@@ -151,6 +155,53 @@ def _setup(req: dict[str, Any], isolated: bool) -> None:
     os.environ["HOME"] = os.environ["PWD"] = scratch
     if not isolated:  # the host's /tmp is shared: keep temporary files in the session's directory
         os.environ["TMPDIR"] = scratch
+
+
+def _ipc_limits(limits: dict[str, Any]) -> None:
+    """Small System V IPC limits in the session's new IPC namespace (its defaults are huge).
+
+    Sessions are refused System V IPC by seccomp; these bound it where seccomp is off.
+    """
+    shm = int(limits["scratch_mb"]) << 20
+    values = {
+        "shmmax": shm, "shmall": shm // os.sysconf("SC_PAGE_SIZE"), "shmmni": 16,
+        "msgmni": 16, "msgmnb": 65536, "msgmax": 8192, "sem": "32 512 32 16",
+    }  # fmt: skip
+    for name, value in values.items():
+        with open(f"/proc/sys/kernel/{name}", "w") as f:
+            f.write(f"{value}\n")
+
+
+def _mounts(uid: int, limits: dict[str, Any], carry: list[str]) -> None:
+    """The session's own tmpfs on /tmp and /dev/shm, ptys and output tmpfs; /tmp's bound paths."""
+    held = []
+    for name in carry:  # the template's /tmp entries (bound host paths), before /tmp is replaced
+        path = f"/tmp/{name}"
+        link = os.readlink(path) if os.path.islink(path) else None
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        held.append((path, fd, link, os.path.isdir(path)))
+    size = int(limits["scratch_mb"])
+    opts = f"size={size}m,nr_inodes=65536,mode=0700,uid={uid},gid={uid}"
+    plain = wire.MS_NOSUID | wire.MS_NODEV
+    wire.mount("tmpfs", "/tmp", "tmpfs", plain, opts)
+    if os.path.isdir("/dev/shm"):  # shared memory (multiprocessing) is private too
+        wire.mount("tmpfs", "/dev/shm", "tmpfs", plain, opts)
+    if os.path.isdir("/dev/pts"):  # ptys of its own: none listed or counted across sessions
+        pts = "newinstance,ptmxmode=0666,mode=0620,max=16"
+        wire.mount("devpts", "/dev/pts", "devpts", wire.MS_NOSUID | wire.MS_NOEXEC, pts)
+    out = 2 * int(limits["file_mb"]) + 1  # two captured streams of at most file_mb each
+    opts = f"size={out}m,nr_inodes=64,mode=0700,uid={uid},gid={uid}"
+    wire.mount("tmpfs", wire.CAPTURE_DIR, "tmpfs", plain | wire.MS_NOEXEC, opts)
+    for path, fd, link, is_dir in held:
+        if link is not None:
+            os.symlink(link, path)
+        else:
+            if is_dir:
+                os.mkdir(path, 0o755)
+            else:
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+            wire.mount(f"/proc/self/fd/{fd}", path, None, wire.MS_BIND | wire.MS_REC, None)
+        os.close(fd)
 
 
 def _set_limits(limits: dict[str, Any], isolated: bool) -> None:
