@@ -222,3 +222,21 @@ def test_gymnasium_make_in_a_fresh_interpreter_with_the_module_prefixed_id() -> 
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split() == ["thor/MathTIR-v0", "2", "thor/MathCoT-v0"]
+
+
+def test_fork_copies_the_random_state_unless_reseeded() -> None:
+    env = thor.make("thor/MathTIR-v0").unwrapped
+    try:
+        env.reset(options={"problem": "draw", "answer": "0"})
+        env.step(code("import random\nrandom.seed(1)\nprint('seeded')"))
+        same, fresh = env.fork(), env.fork(reseed=True)
+        draw = code("print(random.random())", before="\nDraw.\n")
+        try:
+            parent = env.step(draw)[0]
+            assert same.step(draw)[0] == parent  # a fork is a copy: the same next draw
+            assert fresh.step(draw)[0] != parent  # reseeded: its own stream
+        finally:
+            same.close()
+            fresh.close()
+    finally:
+        env.close()

@@ -254,16 +254,20 @@ class TIREnv(gymnasium.Env[str, str]):
         info["tokens_used"] = self._tokens
         return obs, 0.0, False, False, info
 
-    def fork(self) -> TIREnv:
+    def fork(self, *, reseed: bool = False) -> TIREnv:
         """An independent copy of the episode so far: text, counters and a forked session.
 
         The caller owns the fork and must ``close()`` it; closing either leaves the other intact.
-        No cell is replayed: the interpreter process itself is branched.
+        No cell is replayed: the interpreter process itself is branched, random generators
+        included (the branch draws what the parent would), unless ``reseed`` gives the branch
+        fresh seeds (e.g. for diverse step-level continuations).
         """
         twin = copy.copy(self)
         twin._episode = self._episode.model_copy(deep=True) if self._episode is not None else None
         twin._session = (
-            self._session.fork() if self._session is not None and not self._session.closed else None
+            self._session.fork(reseed=reseed)
+            if self._session is not None and not self._session.closed
+            else None
         )
         twin._np_random = copy.deepcopy(self._np_random)
         return twin
