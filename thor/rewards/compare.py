@@ -46,16 +46,19 @@ from itertools import product
 from typing import Any
 
 import sympy
-from math_verify import LatexExtractionConfig, parse, verify
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 from sympy import Expr, FiniteSet, Float, Tuple, UnevaluatedExpr
 from sympy.core.function import AppliedUndef
 
-__all__ = ["compare", "parse_answer", "warm_up"]
+__all__ = ["compare", "compare_response", "extract_response", "parse_answer", "warm_up"]
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 logging.getLogger("latex2sympy2_extended").setLevel(logging.ERROR)
 
 _EXTRACTION = [LatexExtractionConfig(boxed_match_priority=0)]
+# math-verify's own extraction from whole responses, as its README recommends for models told to box
+# their answers and as its tests use it: LaTeX (boxed first), then plain expressions.
+_RESPONSE_EXTRACTION = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
 _PARSED: OrderedDict[str, list[Any]] = OrderedDict()
 _PARSED_MAX = 4096
 _POINTS = (
@@ -97,6 +100,44 @@ def parse_answer(text: str) -> list[Any]:
     return parsed
 
 
+def parse_response(text: str) -> list[Any]:
+    """math-verify's extraction from a whole response (``$...$``, "the answer is", boxes...).
+
+    Returns math-verify's list: the parsed answer, then the extracted text; ``[text]`` or ``[]``
+    when nothing parses. Expression extraction calls sympy's ``parse_expr`` on matched digits and
+    operators, so it runs only here, under the worker's eval guard.
+    """
+    return parse(text, extraction_config=_RESPONSE_EXTRACTION, parsing_timeout=None)
+
+
+def extract_response(text: str) -> str | None:
+    """The answer math-verify's extraction finds in ``text`` (its normalised LaTeX), or None."""
+    parsed = parse_response(text)
+    return _answer_text(parsed) if _has_math(parsed) else None
+
+
+def _answer_text(parsed: list[Any]) -> str:
+    """The LaTeX of an extracted answer: math-verify's normalised match, or the parsed object's.
+
+    Several matches joined into one set ("\\boxed{1} and \\boxed{2}") are written as that set, and
+    so is a match whose normalised text lost a brace (math-verify cuts some macros short).
+    """
+    found = next((x.strip() for x in parsed if isinstance(x, str) and x.strip()), None)
+    joined = found is not None and " and " in found and isinstance(parsed[0], FiniteSet)
+    if found is None or joined or not _balanced(found):
+        return str(sympy.latex(parsed[0]))
+    return found
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text.replace("\\{", "").replace("\\}", ""):
+        depth += (ch == "{") - (ch == "}")
+        if depth < 0:
+            return False
+    return depth == 0
+
+
 def compare(
     gold: str,
     pred: str,
@@ -112,6 +153,36 @@ def compare(
     p = parse_answer(pred)
     if not p:
         return False, "math-verify: no answer could be parsed from the prediction"
+    return _judge(g, p, float_rounding, numeric_precision, corrections)
+
+
+def compare_response(
+    gold: str,
+    response: str,
+    *,
+    float_rounding: int = 6,
+    numeric_precision: int = 15,
+    corrections: bool = True,
+) -> tuple[bool, str, str | None]:
+    """:func:`compare` of ``gold`` with the answer math-verify extracts from ``response``.
+
+    Returns the verdict, its reason and the extracted answer text (None when none was found).
+    A response from which only text (no mathematical object) is extracted has no answer.
+    """
+    g = parse_answer(gold)
+    if not g:
+        return False, "math-verify: no answer could be parsed from the gold", None
+    p = parse_response(response)
+    if not _has_math(p):
+        return False, "refused: no answer found (math_verify extraction)", None
+    equal, reason = _judge(g, p, float_rounding, numeric_precision, corrections)
+    return equal, reason, _answer_text(p)
+
+
+def _judge(
+    g: list[Any], p: list[Any], float_rounding: int, numeric_precision: int, corrections: bool
+) -> tuple[bool, str]:
+    """math-verify's verdict on two parsed answers, with thor's corrections."""
     if corrections:
         decided = _compare_equations(g[0], p[0])
         if decided is not None:

@@ -96,7 +96,8 @@ class CorrectConfig(ThorConfig):
     mode: ExtractionMode = Field(
         "boxed",
         description="How to find the answer when episode.final_answer is unset: strict \\boxed{} "
-        "(training) or lenient fallbacks (evaluating models that do not box)",
+        "(training), or, for evaluating models that do not box: thor's lenient fallbacks or "
+        "math_verify (math-verify's own extraction: $...$, 'the answer is', several boxes)",
     )
     verifier: VerifierConfig | None = Field(
         None, description="A verifier of its own; None shares thor.rewards.default_verifier()"
@@ -134,12 +135,18 @@ class CorrectReward(_Configured):
         """The predicted answer this reward checks."""
         if episode.final_answer is not None:
             return episode.final_answer
+        if self.config.mode == "math_verify":  # sympy: in the verifier's workers
+            return self.verifier.extract_answer(model_text(episode), mode="math_verify")
         return extract_answer(model_text(episode), mode=self.config.mode)
 
     def verdict(self, episode: Episode) -> Verdict:
         """The verifier's full verdict (reason, timeout) for the episode."""
         if episode.answer is None:
             raise ValueError("the episode has no gold answer")
+        if episode.final_answer is None and self.config.mode == "math_verify":
+            return self.verifier.verify_response(
+                episode.answer, model_text(episode), mode="math_verify"
+            )
         pred = self.answer(episode)
         if pred is None:
             return Verdict(
@@ -164,7 +171,9 @@ class FormatConfig(ThorConfig):
     """Protocol well-formedness."""
 
     require_answer: bool = Field(True, description="A response without an answer is malformed")
-    mode: ExtractionMode = Field("boxed", description="How an answer is found (see CorrectConfig)")
+    mode: Literal["boxed", "lenient"] = Field(
+        "boxed", description="How an answer is found (see CorrectConfig)"
+    )
     forbid_model_outputs: bool = Field(
         True,
         description="Model-written text may not contain an ```output block (only the env writes them)",

@@ -120,7 +120,8 @@ def normalize_answer(text: str) -> str:
     Removes what never changes a value: math delimiters and markdown bold around the answer, a
     trailing full stop, ``\left``/``\right`` and sizing macros, spacing macros (``\,`` ``\!``
     ``\quad``), ``\displaystyle``; writes ``\dfrac``/``\tfrac`` as ``\frac`` and ``{,}`` as ``,``;
-    drops whitespace except one space between a control word and a letter (``\pi r``).
+    drops whitespace except one space between a control word and a letter (``\pi r``) and one
+    between a comma and a digit that follows a digit (``32, 349`` is a list, ``32,349`` a number).
     """
     s = _unwrap(text)
     s = s.replace("{,}", ",")
@@ -134,7 +135,10 @@ def normalize_answer(text: str) -> str:
 def _space(m: re.Match[str]) -> str:
     word = m.group(1)
     if word is None:
-        return ""
+        # "32, 349" is a list of two numbers, "32,349" one number: that space is kept
+        text, at = m.string, m.start()
+        after_comma = at >= 2 and text[at - 1] == "," and text[at - 2].isdigit()
+        return " " if after_comma and text[m.end() : m.end() + 1].isdigit() else ""
     following = m.string[m.end() : m.end() + 1]
     return word + " " if following.isalpha() else word
 
