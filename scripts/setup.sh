@@ -31,7 +31,8 @@ rm -f "$MARKER"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 # pip's own exit status counts (a failed install stops the set-up); only the notes about the
 # machine's index directories are filtered out of its messages.
-pip() { "$VENV/bin/python" -m pip -q --disable-pip-version-check "$@" 2> >(grep -v "^WARNING: Location" >&2); }
+# (grep finds nothing to print when pip is silent: that is not a failure)
+pip() { "$VENV/bin/python" -m pip -q --disable-pip-version-check "$@" 2> >(grep -v "^WARNING: Location" >&2 || true); }
 
 # torch itself from THOR_TORCH_INDEX_URL when it is set, then its dependencies (and torch, when
 # that variable is unset) from pip's configured index
