@@ -61,7 +61,6 @@ if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
     rm -rf "$tmp"
   fi
 fi
-"$VENV/bin/python" -c 'import torch; print(f"torch {torch.__version__}", "CUDA" if torch.version.cuda else "CPU")'
 
 echo "== thor and its dependencies"
 pip install -e ".[dev]"
@@ -83,8 +82,12 @@ fi
 
 echo "== checking the installation"
 "$VENV/bin/python" - <<'EOF' || fail "thor or the embedded model does not load (see above)"
+import torch
+
 import thor
 from thor.agents.backends.embedded import embedded_gguf_path
+
+print(f"torch {torch.__version__} ({'CUDA' if torch.version.cuda else 'CPU'} build)")
 
 gguf = embedded_gguf_path()
 with gguf.open("rb") as f:
