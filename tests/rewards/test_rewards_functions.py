@@ -105,6 +105,24 @@ def test_format_rejects_broken_protocols() -> None:
     assert FormatReward(require_answer=False)(episode(code_turn(OK))) == 1.0
 
 
+def test_format_reads_the_models_text_not_tool_output() -> None:
+    # The code prints fences (a closed python block, then an unclosed one): the model's protocol
+    # is well formed, and what a tool prints is not the model's writing.
+    printed = ExecResult(status="ok", stdout="```python\nx = 1\n```\ndone\n```python\n")
+    ep = episode(code_turn(printed, code="print(listing)"), ANSWER)
+    assert FormatReward().problems(ep) == []
+    assert FormatReward()(ep) == 1.0
+
+
+@pytest.mark.timeout(60)
+def test_a_box_printed_by_code_is_not_the_models_answer() -> None:
+    boxed = ExecResult(status="ok", stdout="\\boxed{1024}\n")
+    ep = episode(code_turn(boxed), Turn(text="I am not sure."))
+    assert FormatReward().problems(ep) == ["no answer"]
+    assert CorrectReward().answer(ep) is None
+    assert CorrectReward()(ep) == 0.0
+
+
 # -- repetition -----------------------------------------------------------------------------------
 def test_repetition_rule() -> None:
     line = "I am not sure, let me try the same computation again. "  # 54 characters

@@ -121,6 +121,10 @@ def test_verifier_never_runs_planted_payloads(verifier: Verifier, tmp_path: Path
     for a in answers[::12]:  # one shape of each payload through extraction
         verifier.verify_response("1", f"The answer is {a}.", mode="lenient")
         verifier.verify_response("1", f"so \\boxed{{{a}}}")
+    # math-verify's own extraction (its expression extraction calls parse_expr) on every shape
+    responses = [r for a in answers for r in (a, f"The final answer is {a}. I hope it is correct.")]
+    extracted = verifier.verify_response_batch([("1", r) for r in responses], mode="math_verify")
+    assert len(extracted) == len(responses)  # (the shapes hold real 1s: "= 1", "(1,)")
     assert list(tmp_path.iterdir()) == [], "a payload ran"
     assert not any(v.equal for v in verdicts[: 2 * len(answers)])
 

@@ -2,8 +2,9 @@ r"""Rewards: answer verification (math-verify in worker processes) and composabl
 
 Verification (:mod:`thor.rewards.verifier`):
 
-- :func:`extract_answer` finds the final answer (strict last ``\boxed{}`` by default, lenient
-  fallbacks on request);
+- :func:`extract_answer` finds the final answer (strict last ``\boxed{}`` by default, the training
+  mode; lenient fallbacks on request; math-verify's own extraction, ``mode="math_verify"``, through
+  :meth:`Verifier.verify_response` and :meth:`Verifier.extract_answer`);
 - :class:`Verifier` checks a predicted answer against a gold answer with math-verify plus thor's
   corrections, in worker processes with a per-pair timeout and a memory limit, a (gold, pred)
   LRU cache, batch and async APIs; :func:`default_verifier` is the process-wide shared instance;

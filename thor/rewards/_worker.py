@@ -7,8 +7,10 @@ package (pydantic, gymnasium...): it loads only :mod:`thor.rewards.safety` and
 Protocol (one JSON object per line, ASCII): the worker writes ``{"ready": true, "pid": N}`` once it
 has imported math-verify; then, for each request ``{"pairs": [[gold, pred], ...]}`` read from stdin,
 it writes one reply per pair, in order, as soon as that pair is done:
-``{"i": k, "equal": bool, "reason": str}``. The parent times each pair and kills the worker when
-one runs past its timeout. End of input ends the worker.
+``{"i": k, "equal": bool, "reason": str}``. A pair ``[gold, response, "response"]`` compares the
+answer math-verify's own extraction finds in a whole response, and ``[gold, response, "extract"]``
+only extracts it (``gold`` unused); both replies add ``"answer": str | null``. The parent times
+each pair and kills the worker when one runs past its timeout. End of input ends the worker.
 
 Limits set on itself before importing anything heavy: RLIMIT_AS (memory), and before each pair an
 RLIMIT_CPU soft limit a little above the pair's budget, so that a worker stuck in C code (a tower
@@ -88,18 +90,34 @@ def main(argv: list[str]) -> int:
     _send(out, {"ready": True, "pid": os.getpid()})
     for line in sys.stdin.buffer:
         request = json.loads(line)
-        for i, (gold, pred) in enumerate(request["pairs"]):
+        for i, pair in enumerate(request["pairs"]):
             _limit_cpu(cpu_budget)
             try:
-                equal, reason = compare.compare(gold, pred, **kwargs)
+                reply = _one(compare, pair, kwargs)
             except MemoryError:
-                equal, reason = False, "worker: out of memory (the worker's memory limit)"
+                reply = {
+                    "equal": False,
+                    "reason": "worker: out of memory (the worker's memory limit)",
+                }
             except RecursionError:
-                equal, reason = False, "worker: expression too deeply nested"
+                reply = {"equal": False, "reason": "worker: expression too deeply nested"}
             except Exception as err:  # one bad pair must not end the worker: it is reported
-                equal, reason = False, f"worker: {type(err).__name__}: {err}"[:300]
-            _send(out, {"i": i, "equal": bool(equal), "reason": reason})
+                reply = {"equal": False, "reason": f"worker: {type(err).__name__}: {err}"[:300]}
+            _send(out, {"i": i, **reply})
     return 0
+
+
+def _one(compare: ModuleType, pair: list[str], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The reply for one pair: ``[gold, pred]``, ``[gold, response, "response"|"extract"]``."""
+    kind = pair[2] if len(pair) > 2 else "answer"
+    if kind == "extract":
+        answer = compare.extract_response(pair[1])
+        return {"equal": False, "reason": "extracted", "answer": answer}
+    if kind == "response":
+        equal, reason, answer = compare.compare_response(pair[0], pair[1], **kwargs)
+        return {"equal": bool(equal), "reason": reason, "answer": answer}
+    equal, reason = compare.compare(pair[0], pair[1], **kwargs)
+    return {"equal": bool(equal), "reason": reason}
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-r"""Answer equivalence inside a verifier worker: math-verify, then thor's two corrections.
+r"""Answer equivalence inside a verifier worker: math-verify, and thor's corrections of it.
 
 This module imports sympy and math-verify and runs only in worker processes (see
 :mod:`thor.rewards.pool`), after :func:`thor.rewards.safety.install_eval_guard`. Answers are parsed
 as LaTeX only (math-verify's ``LatexExtractionConfig``; its expression extraction, which calls
 ``parse_expr`` on raw text, is not used) and compared with ``math_verify.verify``. Thor then
-corrects three kinds of wrong answer math-verify is known to give (docs/verification.md):
+corrects four kinds of wrong answer math-verify is known to give (docs/verification.md):
 
 1. **Tiny values said equal.** math-verify compares exact numbers by ``evalf(chop=True)`` of their
    difference, so ``1/2004!`` and ``1/2006!`` (or ``10^{-20}`` and ``2\cdot 10^{-20}``) are "equal".
@@ -23,6 +23,18 @@ corrects three kinds of wrong answer math-verify is known to give (docs/verifica
    answers are equal only when thor's own normal forms are identical (decided before a worker
    is asked, see :mod:`thor.rewards.normalize`).
 
+4. **Equations judged by their solution sets** (decided before math-verify is asked). When both
+   answers are single equations whose sides are exact rational functions of their symbols, they
+   are equal when the squarefree parts of their numerators (``lhs - rhs`` over a common
+   denominator) are nonzero constant multiples of each other and so are their denominators (in
+   one variable the numerators suffice): ``x+y=1`` = ``2x+2y=2``,
+   ``\frac{x^2}{4}+\frac{y^2}{3}=1`` = ``3x^2+4y^2=12``. With rational coefficients they are not
+   equal when the numerators are not (their complex zero sets differ), which also catches a tiny
+   constant changed (``x+y=10^{-20}`` against ``x+y=2\cdot 10^{-20}``). Other equations (floats,
+   functions of the unknowns, no unknowns) keep math-verify's verdict, and the tiny-value check
+   of correction 1 compares two equations only when both are assignments (a symbol on the left),
+   whose right sides are values.
+
 Reasons start with ``math-verify:`` or ``thor:`` so callers can tell which rule decided.
 """
 
@@ -34,16 +46,19 @@ from itertools import product
 from typing import Any
 
 import sympy
-from math_verify import LatexExtractionConfig, parse, verify
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 from sympy import Expr, FiniteSet, Float, Tuple, UnevaluatedExpr
 from sympy.core.function import AppliedUndef
 
-__all__ = ["compare", "parse_answer", "warm_up"]
+__all__ = ["compare", "compare_response", "extract_response", "parse_answer", "warm_up"]
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 logging.getLogger("latex2sympy2_extended").setLevel(logging.ERROR)
 
 _EXTRACTION = [LatexExtractionConfig(boxed_match_priority=0)]
+# math-verify's own extraction from whole responses, as its README recommends for models told to box
+# their answers and as its tests use it: LaTeX (boxed first), then plain expressions.
+_RESPONSE_EXTRACTION = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
 _PARSED: OrderedDict[str, list[Any]] = OrderedDict()
 _PARSED_MAX = 4096
 _POINTS = (
@@ -85,6 +100,44 @@ def parse_answer(text: str) -> list[Any]:
     return parsed
 
 
+def parse_response(text: str) -> list[Any]:
+    """math-verify's extraction from a whole response (``$...$``, "the answer is", boxes...).
+
+    Returns math-verify's list: the parsed answer, then the extracted text; ``[text]`` or ``[]``
+    when nothing parses. Expression extraction calls sympy's ``parse_expr`` on matched digits and
+    operators, so it runs only here, under the worker's eval guard.
+    """
+    return parse(text, extraction_config=_RESPONSE_EXTRACTION, parsing_timeout=None)
+
+
+def extract_response(text: str) -> str | None:
+    """The answer math-verify's extraction finds in ``text`` (its normalised LaTeX), or None."""
+    parsed = parse_response(text)
+    return _answer_text(parsed) if _has_math(parsed) else None
+
+
+def _answer_text(parsed: list[Any]) -> str:
+    """The LaTeX of an extracted answer: math-verify's normalised match, or the parsed object's.
+
+    Several matches joined into one set ("\\boxed{1} and \\boxed{2}") are written as that set, and
+    so is a match whose normalised text lost a brace (math-verify cuts some macros short).
+    """
+    found = next((x.strip() for x in parsed if isinstance(x, str) and x.strip()), None)
+    joined = found is not None and " and " in found and isinstance(parsed[0], FiniteSet)
+    if found is None or joined or not _balanced(found):
+        return str(sympy.latex(parsed[0]))
+    return found
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text.replace("\\{", "").replace("\\}", ""):
+        depth += (ch == "{") - (ch == "}")
+        if depth < 0:
+            return False
+    return depth == 0
+
+
 def compare(
     gold: str,
     pred: str,
@@ -100,6 +153,40 @@ def compare(
     p = parse_answer(pred)
     if not p:
         return False, "math-verify: no answer could be parsed from the prediction"
+    return _judge(g, p, float_rounding, numeric_precision, corrections)
+
+
+def compare_response(
+    gold: str,
+    response: str,
+    *,
+    float_rounding: int = 6,
+    numeric_precision: int = 15,
+    corrections: bool = True,
+) -> tuple[bool, str, str | None]:
+    """:func:`compare` of ``gold`` with the answer math-verify extracts from ``response``.
+
+    Returns the verdict, its reason and the extracted answer text (None when none was found).
+    A response from which only text (no mathematical object) is extracted has no answer.
+    """
+    g = parse_answer(gold)
+    if not g:
+        return False, "math-verify: no answer could be parsed from the gold", None
+    p = parse_response(response)
+    if not _has_math(p):
+        return False, "refused: no answer found (math_verify extraction)", None
+    equal, reason = _judge(g, p, float_rounding, numeric_precision, corrections)
+    return equal, reason, _answer_text(p)
+
+
+def _judge(
+    g: list[Any], p: list[Any], float_rounding: int, numeric_precision: int, corrections: bool
+) -> tuple[bool, str]:
+    """math-verify's verdict on two parsed answers, with thor's corrections."""
+    if corrections:
+        decided = _compare_equations(g[0], p[0])
+        if decided is not None:
+            return decided
     equal = verify(
         g,
         p,
@@ -109,12 +196,12 @@ def compare(
     )
     if not corrections:
         return equal, "math-verify: equal" if equal else "math-verify: not equal"
+    if equal and not (_has_math(g) and _has_math(p)):
+        return False, (
+            "thor: math-verify matched only its text normalisation (which drops letters it "
+            "takes for units); the answers' normal forms differ"
+        )
     if equal:
-        if not (_has_math(g) and _has_math(p)):
-            return False, (
-                "thor: math-verify matched only its text normalisation (which drops letters it "
-                "takes for units); the answers' normal forms differ"
-            )
         rel = _tiny_value_difference(g[0], p[0])
         if rel is not None:
             return False, (
@@ -141,9 +228,15 @@ def _exact(e: Any) -> bool:
     )
 
 
-def _values(e: Any) -> list[Any] | None:
-    """The exact numbers a parsed answer stands for, in a canonical order; None if not that kind."""
+def _values(e: Any, *, unwrap: bool = True) -> list[Any] | None:
+    """The exact numbers a parsed answer stands for, in a canonical order; None if not that kind.
+
+    An equation stands for its right side when ``unwrap`` (math-verify compares that side with a
+    bare value); otherwise it is not a value.
+    """
     if isinstance(e, sympy.Eq):
+        if not unwrap:
+            return None
         e = e.rhs
     if isinstance(e, Tuple | FiniteSet):
         items = list(e.args)
@@ -159,8 +252,15 @@ def _values(e: Any) -> list[Any] | None:
 
 
 def _tiny_value_difference(gold: Any, pred: Any) -> float | None:
-    """The relative difference of two exact answers math-verify called equal, if it is real."""
-    a, b = _values(gold), _values(pred)
+    """The relative difference of two exact answers math-verify called equal, if it is real.
+
+    Two equations are compared by value only when both are assignments (``x = 3``): the right
+    side of any other equation is not a value (``2x+2y=2`` is ``x+y=1``).
+    """
+    unwrap = not (isinstance(gold, sympy.Eq) and isinstance(pred, sympy.Eq)) or (
+        _is_assignment(gold) and _is_assignment(pred)
+    )
+    a, b = _values(gold, unwrap=unwrap), _values(pred, unwrap=unwrap)
     if a is None or b is None or len(a) != len(b):
         return None
     worst = 0.0
@@ -177,6 +277,85 @@ def _tiny_value_difference(gold: Any, pred: Any) -> float | None:
         if rel > sympy.Float("1e-30"):
             worst = max(worst, float(min(rel, sympy.Float(1e300))))
     return worst or None
+
+
+def _is_assignment(e: Any) -> bool:
+    return isinstance(e, sympy.Eq) and isinstance(e.lhs, sympy.Symbol)
+
+
+# -- correction 4: equations by their solution sets ---------------------------------------------
+def _compare_equations(gold: Any, pred: Any) -> tuple[bool, str] | None:
+    r"""Thor's verdict on two equations with exact rational-function sides; None to keep math-verify's.
+
+    Over the complex numbers, the solution set of ``num/den = 0`` (``num``, ``den`` coprime
+    polynomials) is the zero set of ``num`` less that of ``den``, and its closure is the zero set of
+    ``num``. So equal squarefree numerators and denominators (up to a nonzero constant) mean equal
+    solution sets (in one variable the numerators suffice), and different squarefree numerators
+    mean different ones. The second half needs
+    exact squarefree parts, so it is used only with rational coefficients; with other constants
+    (``\pi``, ``\sqrt{2}``) only a proven constant multiple decides.
+    """
+    parts = _rational_parts(gold, pred)
+    if parts is None:
+        return None
+    (num_g, den_g), (num_p, den_p) = parts
+    nums = _proportional(num_g, num_p)
+    if nums is False:
+        return False, "thor: the equations have different solution sets"
+    # In one variable a coprime denominator has no zero in common with the numerator.
+    if nums is True and (len(num_g.gens) == 1 or _proportional(den_g, den_p) is True):
+        return True, (
+            "thor: the equations have the same solution set (their sides' differences are "
+            "constant multiples of each other)"
+        )
+    return None
+
+
+def _rational_parts(gold: Any, pred: Any) -> tuple[tuple[Any, Any], tuple[Any, Any]] | None:
+    """``(numerator, denominator)`` polynomials of each equation's ``lhs - rhs``, or None."""
+    if not (isinstance(gold, sympy.Eq) and isinstance(pred, sympy.Eq)):
+        return None
+    diffs = []
+    for eq in (gold, pred):
+        lhs, rhs = eq.lhs, eq.rhs
+        if not (isinstance(lhs, Expr) and isinstance(rhs, Expr)):
+            return None
+        if eq.has(Float, UnevaluatedExpr, *_NOT_SAMPLED):
+            return None
+        diffs.append(lhs - rhs)
+    symbols = sorted(diffs[0].free_symbols | diffs[1].free_symbols, key=lambda s: s.name)
+    if not symbols or len(symbols) > 6:
+        return None
+    out = []
+    for d in diffs:
+        num, den = sympy.fraction(sympy.cancel(sympy.together(d)))
+        if not (num.is_polynomial(*symbols) and den.is_polynomial(*symbols)):
+            return None
+        num_poly, den_poly = sympy.Poly(num, *symbols), sympy.Poly(den, *symbols)
+        if num_poly.total_degree() < 1:  # no symbol left: never or always true, not an equation
+            return None
+        out.append((num_poly, den_poly))
+    return out[0], out[1]
+
+
+def _proportional(a: Any, b: Any) -> bool | None:
+    """Whether polynomials ``a`` and ``b`` have the same zero set; None when that is not proven.
+
+    True when one is a nonzero constant multiple of the other (directly, or their squarefree
+    parts); False only over the rationals, where squarefree parts are exact.
+    """
+    if a.total_degree() == 0 and b.total_degree() == 0:
+        return True
+    a, b = a.unify(b)
+    exact = a.domain.is_ZZ or a.domain.is_QQ
+    if exact:
+        a, b = sympy.sqf_part(a), sympy.sqf_part(b)
+        return bool((a * b.LC() - b * a.LC()).is_zero)
+    for x, y in ((a, b), (sympy.sqf_part(a), sympy.sqf_part(b))):
+        diff = x * y.LC() - y * x.LC()
+        if diff.is_zero or all(c.equals(0) is True for c in diff.coeffs()):
+            return True
+    return None
 
 
 # -- correction 2: equal where both sides are real ---------------------------------------------

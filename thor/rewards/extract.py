@@ -8,7 +8,8 @@ order, to the phrases models actually write:
 1. an anchored phrase, the last one in the text: "The final answer is ...", "Final answer: ...",
    "The answer is ...", "Answer: ...";
 2. the last markdown-bold span, ``**73**``;
-3. the last number of the final non-empty line.
+3. the last number of the final non-empty line that stands on its own (not inside a word, LaTeX,
+   an interval or a tuple).
 
 Every function here is total: any string (megabytes, control characters, unbalanced braces) gives
 a string or ``None``, never an exception. Only the last 8 box openers are tried, so that a
@@ -34,7 +35,9 @@ from thor.text.protocol import extract_boxed
 
 __all__ = ["ExtractionMode", "extract_answer"]
 
-ExtractionMode = Literal["boxed", "lenient"]
+ExtractionMode = Literal["boxed", "lenient", "math_verify"]
+"""``boxed`` (training), ``lenient`` (thor's fallbacks), ``math_verify`` (math-verify's extraction,
+which needs sympy: it runs in the verifier's workers, see :meth:`thor.rewards.Verifier.extract_answer`)."""
 
 _MAX_LENIENT_CHARS = 300
 """A lenient answer longer than this is prose, not an answer: the next fallback is tried."""
@@ -45,7 +48,11 @@ _ANCHOR = re.compile(
     r"(?i)(?:\bfinal\s+answer\s*(?:is\b)?\s*[:：]?|\banswer\s+is\b\s*[:：]?|\banswer\s*[:：])\s*"
 )
 _BOLD = re.compile(r"\*\*([^*\n]{1,300}?)\*\*")
-_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?")
+# a number standing on its own: not part of a word ("AZYUK2A"), of LaTeX ("\frac{1}{2}") or of an
+# interval or tuple ("[0,1)")
+_NUMBER = re.compile(
+    r"(?<![\w\\{}^_(\[,.+*/-])-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?(?![\w\\{}^_)\]/*+-]|\.\d|\s*\\[A-Za-z])"
+)
 _WRAPPERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("**", "**"), ("`", "`"))
 
 
@@ -57,6 +64,7 @@ def extract_answer(text: str, *, mode: ExtractionMode = "boxed") -> str | None:
         mode: ``"boxed"`` (default): the content of the last closed ``\boxed{}``/``\fbox{}``,
             nested braces matched (:func:`thor.text.protocol.extract_boxed`). ``"lenient"``: the
             boxed answer if there is one, else the fallbacks listed in the module docstring.
+            (``"math_verify"`` needs sympy: :meth:`thor.rewards.Verifier.extract_answer`.)
 
     Returns:
         The answer text, stripped; ``None`` for no answer (an empty box counts as no answer).
@@ -68,8 +76,15 @@ def extract_answer(text: str, *, mode: ExtractionMode = "boxed") -> str | None:
         return boxed.strip()
     if mode == "boxed":
         return None
+    if mode == "math_verify":
+        raise ValueError(
+            "the math_verify extraction parses with sympy, in the verifier's worker processes: "
+            "use Verifier.extract_answer(text, mode='math_verify') or Verifier.verify_response"
+        )
     if mode != "lenient":
-        raise ValueError(f"unknown extraction mode {mode!r}; use 'boxed' or 'lenient'")
+        raise ValueError(
+            f"unknown extraction mode {mode!r}; use 'boxed', 'lenient' or 'math_verify'"
+        )
     for finder in (_from_anchor, _from_bold, _from_last_line):
         found = finder(text)
         if found:

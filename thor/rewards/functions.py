@@ -52,7 +52,17 @@ __all__ = [
     "RewardFn",
     "ToolCallsConfig",
     "ToolCallsReward",
+    "model_text",
 ]
+
+
+def model_text(episode: Episode) -> str:
+    """What the model wrote in ``episode``: its turns' text, without the tools' outputs.
+
+    Rewards that judge the model's writing (format, answer, repetition) read this, never
+    :meth:`Episode.response_text`: code may print fences or a ``\\boxed{}`` of its own.
+    """
+    return "".join(t.text for t in episode.turns)
 
 
 @runtime_checkable
@@ -86,7 +96,8 @@ class CorrectConfig(ThorConfig):
     mode: ExtractionMode = Field(
         "boxed",
         description="How to find the answer when episode.final_answer is unset: strict \\boxed{} "
-        "(training) or lenient fallbacks (evaluating models that do not box)",
+        "(training), or, for evaluating models that do not box: thor's lenient fallbacks or "
+        "math_verify (math-verify's own extraction: $...$, 'the answer is', several boxes)",
     )
     verifier: VerifierConfig | None = Field(
         None, description="A verifier of its own; None shares thor.rewards.default_verifier()"
@@ -97,9 +108,9 @@ class CorrectReward(_Configured):
     r"""1.0 when the episode's answer verifies against its gold answer, else 0.0.
 
     The answer is ``episode.final_answer`` when set (the env sets it from the last ``\boxed{}``),
-    else it is extracted from the response with ``config.mode``. An episode without a gold answer
-    is an error (a reward cannot be made up), raised as :class:`~thor.errors.RewardError` by
-    :func:`~thor.rewards.score`.
+    else it is extracted from the model's text (:func:`model_text`, not tool outputs) with
+    ``config.mode``. An episode without a gold answer is an error (a reward cannot be made up),
+    raised as :class:`~thor.errors.RewardError` by :func:`~thor.rewards.score`.
 
     Example:
         >>> from thor.types import Episode
@@ -124,12 +135,18 @@ class CorrectReward(_Configured):
         """The predicted answer this reward checks."""
         if episode.final_answer is not None:
             return episode.final_answer
-        return extract_answer(episode.response_text(), mode=self.config.mode)
+        if self.config.mode == "math_verify":  # sympy: in the verifier's workers
+            return self.verifier.extract_answer(model_text(episode), mode="math_verify")
+        return extract_answer(model_text(episode), mode=self.config.mode)
 
     def verdict(self, episode: Episode) -> Verdict:
         """The verifier's full verdict (reason, timeout) for the episode."""
         if episode.answer is None:
             raise ValueError("the episode has no gold answer")
+        if episode.final_answer is None and self.config.mode == "math_verify":
+            return self.verifier.verify_response(
+                episode.answer, model_text(episode), mode="math_verify"
+            )
         pred = self.answer(episode)
         if pred is None:
             return Verdict(
@@ -154,7 +171,9 @@ class FormatConfig(ThorConfig):
     """Protocol well-formedness."""
 
     require_answer: bool = Field(True, description="A response without an answer is malformed")
-    mode: ExtractionMode = Field("boxed", description="How an answer is found (see CorrectConfig)")
+    mode: Literal["boxed", "lenient"] = Field(
+        "boxed", description="How an answer is found (see CorrectConfig)"
+    )
     forbid_model_outputs: bool = Field(
         True,
         description="Model-written text may not contain an ```output block (only the env writes them)",
@@ -172,18 +191,27 @@ class FormatReward(_Configured):
         return 1.0 if not self.problems(episode) else 0.0
 
     def problems(self, episode: Episode) -> list[str]:
-        """What is wrong with the episode's format (empty when it is well formed)."""
-        text = episode.response_text()
+        """What is wrong with the episode's format (empty when it is well formed).
+
+        Only the model's own text is read for blocks and answers: a tool's output (an observation)
+        may print anything, fences included, without costing the model its format.
+        """
         found: list[str] = []
-        for k, block in enumerate(find_code_blocks(text)):
-            if not block.closed:
-                found.append(f"python block {k} is not closed")
-            elif not text[block.end :].lstrip().startswith("```output"):
-                found.append(f"python block {k} is not followed by an output block")
+        k = 0
+        for turn in episode.turns:
+            for block in find_code_blocks(turn.text):
+                after = turn.text[block.end :] + turn.observation
+                if not block.closed:
+                    found.append(f"python block {k} is not closed")
+                elif not after.lstrip().startswith("```output"):
+                    found.append(f"python block {k} is not followed by an output block")
+                k += 1
         if self.config.forbid_model_outputs and any("```output" in t.text for t in episode.turns):
             found.append("the model wrote an output block itself")
         if self.config.require_answer:
-            answer = episode.final_answer or extract_answer(text, mode=self.config.mode)
+            answer = episode.final_answer or extract_answer(
+                model_text(episode), mode=self.config.mode
+            )
             if not answer:
                 found.append("no answer")
         return found
@@ -210,10 +238,7 @@ class RepetitionReward(_Configured):
 
     def fires(self, episode: Episode) -> bool:
         """Whether the repetition rule fires on this episode."""
-        if self.config.include_observations:
-            text = episode.response_text()
-        else:
-            text = "".join(t.text for t in episode.turns)
+        text = episode.response_text() if self.config.include_observations else model_text(episode)
         return has_repetition(text, self.config.ngram, self.config.max_repeats)
 
     def __call__(self, episode: Episode) -> float:

@@ -38,6 +38,8 @@ _LEFT_RIGHT = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![A-Za-
 _FRAC = re.compile(r"\\[dt]frac(?![A-Za-z])")
 # Whitespace is dropped unless it separates a control word from a letter (``\pi r``).
 _SPACE = re.compile(r"(\\[A-Za-z]+)?(\s+)")
+# "32, 349" (a comma, then typed spaces, then a digit) is a list; "32,349" and "32,\\!349" one number
+_LIST_COMMA = re.compile(r"(?<=\d),[ \t\n]+(?=\d)")
 _INT = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)")
 
 
@@ -120,15 +122,18 @@ def normalize_answer(text: str) -> str:
     Removes what never changes a value: math delimiters and markdown bold around the answer, a
     trailing full stop, ``\left``/``\right`` and sizing macros, spacing macros (``\,`` ``\!``
     ``\quad``), ``\displaystyle``; writes ``\dfrac``/``\tfrac`` as ``\frac`` and ``{,}`` as ``,``;
-    drops whitespace except one space between a control word and a letter (``\pi r``).
+    drops whitespace except one space between a control word and a letter (``\pi r``) and one
+    typed between a comma and a digit that follows a digit (``32, 349`` is a list, ``32,349`` and
+    ``32,\\!349`` are a number).
     """
     s = _unwrap(text)
+    s = _LIST_COMMA.sub(",\ue000", s)  # kept through the whitespace removal below
     s = s.replace("{,}", ",")
     s = _SPACING.sub(" ", s)
     s = _LEFT_RIGHT.sub("", s)
     s = _FRAC.sub(r"\\frac", s)
     s = _SPACE.sub(_space, s)
-    return _unwrap(s)
+    return _unwrap(s.replace("\ue000", " "))
 
 
 def _space(m: re.Match[str]) -> str:

@@ -45,6 +45,8 @@ class WorkerResult:
     equal: bool
     reason: str
     timed_out: bool = False
+    answer: str | None = None
+    """The answer extracted from a response (pairs of kind ``response`` or ``extract``)."""
 
 
 class _Dead(Exception):
@@ -99,7 +101,7 @@ class _Worker:
                 raise _Dead(self.describe_exit())
             self._buf += chunk
 
-    def send(self, pairs: Sequence[tuple[str, str]]) -> None:
+    def send(self, pairs: Sequence[tuple[str, ...]]) -> None:
         assert self.proc.stdin is not None
         data = json.dumps({"pairs": [list(p) for p in pairs]}).encode("ascii") + b"\n"
         try:
@@ -212,7 +214,7 @@ class WorkerPool:
                 raise RewardError("the verifier was closed")
         return self._spawn()
 
-    def run(self, pairs: Sequence[tuple[str, str]]) -> list[WorkerResult]:
+    def run(self, pairs: Sequence[tuple[str, ...]]) -> list[WorkerResult]:
         """Verify ``pairs`` on one worker at a time (blocks until a worker is free)."""
         results: list[WorkerResult] = []
         retried: set[int] = set()
@@ -257,7 +259,7 @@ class WorkerPool:
     def _run_on(
         self,
         worker: _Worker,
-        pairs: Sequence[tuple[str, str]],
+        pairs: Sequence[tuple[str, ...]],
         results: list[WorkerResult],
         retried: set[int],
     ) -> _Worker:
@@ -290,7 +292,14 @@ class WorkerPool:
                     )
                 )
                 return self._replace(worker)
-            results.append(WorkerResult(bool(msg["equal"]), str(msg["reason"])))
+            answer = msg.get("answer")
+            results.append(
+                WorkerResult(
+                    bool(msg["equal"]),
+                    str(msg["reason"]),
+                    answer=answer if isinstance(answer, str) else None,
+                )
+            )
             deadline = time.monotonic() + self.timeout_s
         return worker
 

@@ -67,6 +67,11 @@ class VerifierConfig(ThorConfig):
         True, description="Cache timed-out verdicts (a pair that hung once is not retried)"
     )
     max_answer_chars: int = Field(2000, ge=1, description="Longer answers are refused, not parsed")
+    max_response_chars: int = Field(
+        200_000,
+        ge=1,
+        description="Longer responses are refused by the math_verify extraction (it scans them all)",
+    )
     float_rounding: int = Field(
         6, ge=0, description="math-verify: decimals compared when a float is involved"
     )
@@ -87,6 +92,8 @@ class Verdict(BaseModel):
     reason: str
     cached: bool = False
     timed_out: bool = False
+    answer: str | None = None
+    """The answer found in the response (:meth:`Verifier.verify_response`); None otherwise."""
 
 
 class _LRU:
@@ -94,12 +101,12 @@ class _LRU:
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        self._data: OrderedDict[tuple[str, str], Verdict] = OrderedDict()
+        self._data: OrderedDict[tuple[str, ...], Verdict] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple[str, str]) -> Verdict | None:
+    def get(self, key: tuple[str, ...]) -> Verdict | None:
         with self._lock:
             found = self._data.get(key)
             if found is None:
@@ -109,7 +116,7 @@ class _LRU:
             self.hits += 1
             return found
 
-    def put(self, key: tuple[str, str], value: Verdict) -> None:
+    def put(self, key: tuple[str, ...], value: Verdict) -> None:
         if self.maxsize <= 0:
             return
         with self._lock:
@@ -176,19 +183,54 @@ class Verifier:
     def verify_response(
         self, gold: str, response: str, *, mode: ExtractionMode = "boxed"
     ) -> Verdict:
-        """Extract the answer from ``response`` (:func:`extract_answer`) and verify it."""
-        pred = extract_answer(response, mode=mode) if isinstance(response, str) else None
-        if pred is None:
-            return Verdict(equal=False, reason=f"refused: no answer found ({mode} extraction)")
-        return self.verify(gold, pred)
+        """Find the answer in ``response`` and verify it; the verdict's ``answer`` is what was found.
+
+        ``mode``: ``"boxed"`` (the training default) or ``"lenient"`` extract in the caller
+        (:func:`extract_answer`); ``"math_verify"`` uses math-verify's own extraction (answers in
+        ``$...$``, after "the answer is", in several boxes...) in a worker, for evaluating models
+        that were not trained to box their answers.
+        """
+        return self.verify_response_batch([(gold, response)], mode=mode)[0]
+
+    def verify_response_batch(
+        self, pairs: Sequence[tuple[str, str]], *, mode: ExtractionMode = "boxed"
+    ) -> list[Verdict]:
+        """:meth:`verify_response` for many ``(gold, response)`` pairs, in parallel."""
+        if mode == "math_verify":
+            return self._verify_batch(pairs, kind="response")
+        none = Verdict(equal=False, reason=f"refused: no answer found ({mode} extraction)")
+        out = [none] * len(pairs)
+        found: dict[int, tuple[str, str]] = {}
+        for i, pair in enumerate(pairs):
+            pred = _extract(pair, mode)
+            if pred is not None:
+                found[i] = (pair[0], pred)
+        verdicts = self.verify_batch(list(found.values()))
+        for (i, (_, pred)), verdict in zip(found.items(), verdicts, strict=True):
+            out[i] = verdict.model_copy(update={"answer": pred})
+        return out
+
+    def extract_answer(self, response: str, *, mode: ExtractionMode = "boxed") -> str | None:
+        """The answer ``mode`` finds in ``response``, or None (``math_verify`` asks a worker)."""
+        if mode != "math_verify":
+            return extract_answer(response, mode=mode) if isinstance(response, str) else None
+        self._check_usable()
+        text, _ = coerce_text(response)
+        if text is None or not text.strip() or len(text) > self.config.max_response_chars:
+            return None
+        (result,) = self._pool.run([("", text, "extract")])
+        return result.answer
 
     def verify_batch(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
         """Verify many pairs: duplicates and cached pairs once, the rest in parallel on the workers."""
+        return self._verify_batch(pairs, kind="answer")
+
+    def _verify_batch(self, pairs: Sequence[tuple[str, str]], *, kind: str) -> list[Verdict]:
         self._check_usable()
         out: list[Verdict | None] = [None] * len(pairs)
-        pending: dict[tuple[str, str], list[int]] = {}
+        pending: dict[tuple[str, ...], list[int]] = {}
         for i, pair in enumerate(pairs):
-            decided, key = self._precheck(pair)
+            decided, key = self._precheck(pair, kind)
             if decided is not None:
                 out[i] = decided
             else:
@@ -269,8 +311,14 @@ class Verifier:
                 "process's children); build a new Verifier, or use default_verifier(), after a fork"
             )
 
-    def _precheck(self, pair: tuple[str, str]) -> tuple[Verdict | None, tuple[str, str] | None]:
-        """A verdict decided without a worker, or the cache key of a pair that needs one."""
+    def _precheck(
+        self, pair: tuple[str, str], kind: str = "answer"
+    ) -> tuple[Verdict | None, tuple[str, ...] | None]:
+        """A verdict decided without a worker, or the cache key of a pair that needs one.
+
+        ``kind`` is ``"answer"`` (an extracted prediction) or ``"response"`` (a whole response for
+        math-verify's extraction: only its size is limited, and it is never decided here).
+        """
         try:
             raw_gold, raw_pred = pair
         except (TypeError, ValueError):
@@ -279,15 +327,24 @@ class Verifier:
         if gold is None:
             return Verdict(equal=False, reason=f"refused: gold is {why}"), None
         pred, why = coerce_text(raw_pred)
+        role = "prediction" if kind == "answer" else "response"
         if pred is None:
-            return Verdict(equal=False, reason=f"refused: prediction is {why}"), None
-        for text, role in ((gold, "gold"), (pred, "prediction")):
-            problem = refusal(text, role, max_chars=self.config.max_answer_chars)
-            if problem:
-                return Verdict(equal=False, reason=f"refused: {problem}"), None
-        cached = self._cache.get((gold, pred)) if self.config.cache_size else None
+            return Verdict(equal=False, reason=f"refused: {role} is {why}"), None
+        problem = refusal(gold, "gold", max_chars=self.config.max_answer_chars)
+        if problem is None and kind == "answer":
+            problem = refusal(pred, role, max_chars=self.config.max_answer_chars)
+        elif problem is None and not pred.strip():
+            problem = "empty response"
+        elif problem is None and len(pred) > self.config.max_response_chars:
+            problem = f"response longer than {self.config.max_response_chars} characters"
+        if problem:
+            return Verdict(equal=False, reason=f"refused: {problem}"), None
+        key = (gold, pred) if kind == "answer" else (gold, pred, kind)
+        cached = self._cache.get(key) if self.config.cache_size else None
         if cached is not None:
             return cached.model_copy(update={"cached": True}), None
+        if kind != "answer":
+            return None, key
         if normalize_answer(gold) == normalize_answer(pred):
             return Verdict(equal=True, reason="normal form: identical after normalisation"), None
         gi, pi = integer_value(gold), integer_value(pred)
@@ -297,15 +354,19 @@ class Verifier:
             ), None
         return None, (gold, pred)
 
-    def _dispatch(self, keys: list[tuple[str, str]]) -> list[Verdict]:
-        sent = [(_regroup_digits(g), _regroup_digits(p)) for g, p in keys]
+    def _dispatch(self, keys: list[tuple[str, ...]]) -> list[Verdict]:
+        # digit groups are rewritten in answers, not in whole responses (math-verify reads those)
+        sent = [
+            (_regroup_digits(k[0]), k[1] if len(k) > 2 else _regroup_digits(k[1]), *k[2:])
+            for k in keys
+        ]
         size = self.config.batch_size
         if len(sent) <= size:
             return [_verdict(r) for r in self._pool.run(sent)]
         # Enough chunks to keep every worker busy, no bigger than batch_size, and the pairs of one
         # gold answer in one chunk where they fit (the worker then parses that gold once).
         size = max(1, min(size, -(-len(sent) // (2 * self.workers))))
-        chunks: list[list[tuple[str, str]]] = [[]]
+        chunks: list[list[tuple[str, ...]]] = [[]]
         for i, pair in enumerate(sent):
             new_gold = i > 0 and pair[0] != sent[i - 1][0]
             if len(chunks[-1]) >= 2 * size or (new_gold and len(chunks[-1]) >= size):
@@ -323,7 +384,16 @@ def _regroup_digits(text: str) -> str:
 
 
 def _verdict(result: WorkerResult) -> Verdict:
-    return Verdict(equal=result.equal, reason=result.reason, timed_out=result.timed_out)
+    return Verdict(
+        equal=result.equal, reason=result.reason, timed_out=result.timed_out, answer=result.answer
+    )
+
+
+def _extract(pair: object, mode: ExtractionMode) -> str | None:
+    """The caller-side extraction of a ``(gold, response)`` pair's answer, or None."""
+    if not isinstance(pair, tuple | list) or len(pair) != 2 or not isinstance(pair[1], str):
+        return None
+    return extract_answer(pair[1], mode=mode)
 
 
 def _rebuild(config: dict[str, Any]) -> Verifier:

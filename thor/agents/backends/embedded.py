@@ -163,7 +163,7 @@ def convert_gguf(gguf: str | os.PathLike[str], out_dir: str | os.PathLike[str]) 
     """Convert a GGUF file into a Hugging Face directory (dequantised float32 weights).
 
     A model loaded with ``gguf_file=`` refuses ``save_pretrained`` ("quantized with gguf and is not
-    serializable"). What works (shared/FACTS.md): drop ``quantization_config`` from its config,
+    serializable"). What works (transformers 5): drop ``quantization_config`` from its config,
     build a fresh model from that config, load the state dict into it, and save that.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
