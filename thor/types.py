@@ -147,6 +147,11 @@ class Episode(_Data):
         """The whole response: model text and tool outputs, in order."""
         return "".join(t.text + t.observation for t in self.turns)
 
+    def model_text(self) -> str:
+        """What the model wrote: its turns' text without the tools' outputs (code may print
+        fences or a ``\\boxed{}`` of its own; what judges the model reads this)."""
+        return "".join(t.text for t in self.turns)
+
     @property
     def num_calls(self) -> int:
         return sum(t.call is not None for t in self.turns)

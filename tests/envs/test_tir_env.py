@@ -240,3 +240,14 @@ def test_fork_copies_the_random_state_unless_reseeded() -> None:
             fresh.close()
     finally:
         env.close()
+
+
+def test_a_box_printed_by_code_is_not_the_models_answer() -> None:
+    env = thor.make("thor/MathTIR-v0", max_response_tokens=10_000).unwrapped
+    try:
+        env.reset(options={"problem": "2^10?", "answer": "1024"})
+        env.step(code("print(chr(92) + 'boxed{' + str(2 ** 10) + '}')"))  # prints \\boxed{1024}
+        _, reward, term, _, info = env.step("I am not sure.")
+        assert term and info["episode"].final_answer is None and reward == 0.0
+    finally:
+        env.close()

@@ -341,8 +341,8 @@ class TIREnv(gymnasium.Env[str, str]):
         self._done = True
         ep.terminated, ep.truncated, ep.stop_reason = terminated, not terminated, reason
         ep.final_answer = extract_boxed(ep.turns[-1].text) if ep.turns else None
-        if ep.final_answer is None:
-            ep.final_answer = extract_boxed(ep.response_text())
+        if ep.final_answer is None:  # the model's own last box, never one printed by its code
+            ep.final_answer = extract_boxed(ep.model_text())
         breakdown = score(self.reward_fn, ep)
         ep.rewards, ep.reward = dict(breakdown.terms), breakdown.total
         info.update(

@@ -62,7 +62,7 @@ def model_text(episode: Episode) -> str:
     Rewards that judge the model's writing (format, answer, repetition) read this, never
     :meth:`Episode.response_text`: code may print fences or a ``\\boxed{}`` of its own.
     """
-    return "".join(t.text for t in episode.turns)
+    return episode.model_text()
 
 
 @runtime_checkable
