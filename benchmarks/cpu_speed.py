@@ -5,7 +5,8 @@ round of each row kept:
 
 - decode tokens/s at each ``--batches`` size (greedy, GSM8K prompts with thor's TIR system
   prompt): ``baseline`` = HFPolicy with transformers' forward in float32 (``engine="hf"``, the
-  loop as it was), ``thor`` = HFPolicy with its CPU defaults (``HFPolicyConfig()``), and with
+  loop as it was), ``thor`` = HFPolicy with its CPU defaults in float32 (``HFPolicyConfig(dtype=
+  "float32")``, the fast dtype of an AVX2 CPU; ``--thor-dtype auto`` for the auto dtype), and with
   ``--int8`` also the int8 rollout weights; decode time is a call's time minus the time of the
   same call cut to one token (its prefill), so the two do not mix;
 - prefill tokens/s: the prompts of the largest batch, one token generated;
@@ -42,9 +43,9 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from backends import load_prompts  # noqa: E402
+from backends import load_prompts
 
-from thor.types import SamplingParams  # noqa: E402
+from thor.types import SamplingParams
 
 
 def load() -> str:
@@ -59,14 +60,14 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 # -- generation -----------------------------------------------------------------------------------
-def policies(int8: bool) -> dict[str, Any]:
+def policies(int8: bool, dtype: str) -> dict[str, Any]:
     from thor.agents.backends.hf import HFPolicy, HFPolicyConfig
 
     rows = {
         "baseline": HFPolicy(
             HFPolicyConfig(dtype="float32", engine="hf", quantize="none", prefix_cache_mb=0)
         ),
-        "thor": HFPolicy(HFPolicyConfig(prefix_cache_mb=0)),
+        "thor": HFPolicy(HFPolicyConfig(dtype=dtype, prefix_cache_mb=0)),
     }
     if int8:
         rows["int8"] = HFPolicy(HFPolicyConfig(dtype="float32", quantize="int8", prefix_cache_mb=0))
@@ -74,7 +75,7 @@ def policies(int8: bool) -> dict[str, Any]:
 
 
 def bench_generation(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, str]]:
-    pols = policies(args.int8)
+    pols = policies(args.int8, args.thor_dtype)
     base = pols["baseline"]
     prompts = load_prompts(base, max(args.batches))
     prompt_tokens = [len(base.encode(p)) for p in prompts]
@@ -82,6 +83,8 @@ def bench_generation(args: argparse.Namespace) -> tuple[dict[str, float], dict[s
     one = SamplingParams(max_tokens=1, temperature=0)
     best: dict[str, float] = {}
     outs: dict[str, Any] = {}
+    for pol in pols.values():  # warm-up: first-call costs (stop-check tables, allocator)
+        pol.generate(prompts[:2], SamplingParams(max_tokens=4, temperature=0))
     for rnd in range(args.repeats):
         for b in args.batches:
             for name, pol in pols.items():
@@ -95,8 +98,11 @@ def bench_generation(args: argparse.Namespace) -> tuple[dict[str, float], dict[s
                 pre = sum(prompt_tokens[:b]) / t_pre
                 if b == max(args.batches):
                     best[f"prefill {name}"] = max(best.get(f"prefill {name}", 0.0), pre)
-                print(f"  round {rnd} batch {b:3d} {name:8s} decode {rate:7.1f} tok/s "
-                      f"prefill {pre:7.1f} tok/s ({load()})", flush=True)
+                print(
+                    f"  round {rnd} batch {b:3d} {name:8s} decode {rate:7.1f} tok/s "
+                    f"prefill {pre:7.1f} tok/s ({load()})",
+                    flush=True,
+                )
     same = {}
     for b in args.batches:
         ref = outs[f"{b} baseline"]
@@ -125,8 +131,14 @@ def bench_train(args: argparse.Namespace) -> dict[str, float]:
         n = int(torch.randint(args.train_min, args.train_max + 1, (), generator=gen))
         resp = torch.randint(0, len(tok) - 1, (n,), generator=gen).tolist()
         ids = tok(p, add_special_tokens=False)["input_ids"]
-        samples.append(TrainSample(prompt_ids=ids, response_ids=resp, loss_mask=[1] * n,
-                                   advantage=1.0 if i % 2 else -1.0))
+        samples.append(
+            TrainSample(
+                prompt_ids=ids,
+                response_ids=resp,
+                loss_mask=[1] * n,
+                advantage=1.0 if i % 2 else -1.0,
+            )
+        )
     batch = collate(samples, pad_token_id=int(tok.pad_token_id or 0))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-7)
     loss_fn = GRPOLoss()
@@ -146,12 +158,14 @@ def bench_train(args: argparse.Namespace) -> dict[str, float]:
         opt.step()
 
     try:
+        update(True)  # warm-up
         for rnd in range(args.repeats):
             for name, packed in (("baseline", False), ("thor", True)):
                 _, t = timed(lambda: update(packed))  # noqa: B023
                 best[f"train {name}"] = max(best.get(f"train {name}", 0.0), tokens / t)
-                print(f"  round {rnd} train {name:8s} {tokens / t:7.1f} tok/s ({load()})",
-                      flush=True)
+                print(
+                    f"  round {rnd} train {name:8s} {tokens / t:7.1f} tok/s ({load()})", flush=True
+                )
     finally:
         logprobs._packable = packable  # type: ignore[assignment]
     return best
@@ -164,7 +178,9 @@ class _Tok:
         self.tok = tok
 
     def apply_chat_template(self, messages: list[dict[str, str]]) -> str:
-        return str(self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        return str(
+            self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        )
 
 
 # -- llama.cpp ------------------------------------------------------------------------------------
@@ -179,13 +195,16 @@ def llama_cpp_python(arg: str | None) -> tuple[str | None, str]:
     candidates = [arg] if arg else [sys.executable]
     for py in candidates:
         if py and Path(py).exists():
-            probe = subprocess.run([py, "-c", "import llama_cpp.server"], capture_output=True,
-                                   timeout=120, check=False)
+            probe = subprocess.run(
+                [py, "-c", "import llama_cpp.server"], capture_output=True, timeout=120, check=False
+            )
             if probe.returncode == 0:
                 return py, ""
-    return None, ("llama-cpp-python[server] is not importable from "
-                  f"{candidates[0]!r} (pass --llama-python PATH of an interpreter that has it; it "
-                  "builds llama.cpp from source, ~10 minutes)")
+    return None, (
+        "llama-cpp-python[server] is not importable from "
+        f"{candidates[0]!r} (pass --llama-python PATH of an interpreter that has it; it "
+        "builds llama.cpp from source, ~10 minutes)"
+    )
 
 
 def bench_llama(args: argparse.Namespace, python: str) -> dict[str, float]:
@@ -195,9 +214,21 @@ def bench_llama(args: argparse.Namespace, python: str) -> dict[str, float]:
     tok = load_hf_tokenizer("embedded")
     prompts = load_prompts(_Tok(tok), args.llama_prompts)
     port = _free_port()
-    cmd = [python, "-m", "llama_cpp.server", "--model", str(embedded_gguf_path()), "--host",
-           "127.0.0.1", "--port", str(port), "--n_threads", str(torch.get_num_threads()),
-           "--n_ctx", "2048"]
+    cmd = [
+        python,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(embedded_gguf_path()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_threads",
+        str(torch.get_num_threads()),
+        "--n_ctx",
+        "2048",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -215,9 +246,14 @@ def bench_llama(args: argparse.Namespace, python: str) -> dict[str, float]:
             made, spent = 0, 0.0
             for p in prompts:
                 body = {"prompt": p, "max_tokens": args.max_tokens, "temperature": 0.0}
-                req = urllib.request.Request(f"{url}/completions", json.dumps(body).encode(),
-                                             {"Content-Type": "application/json"})
-                reply, t = timed(lambda: json.loads(urllib.request.urlopen(req, timeout=600).read()))  # noqa: B023
+                req = urllib.request.Request(
+                    f"{url}/completions",
+                    json.dumps(body).encode(),
+                    {"Content-Type": "application/json"},
+                )
+                reply, t = timed(
+                    lambda r=req: json.loads(urllib.request.urlopen(r, timeout=600).read())
+                )
                 made += int(reply["usage"]["completion_tokens"])
                 spent += t
             best = max(best, made / spent)
@@ -238,12 +274,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batches", default="1,16,64")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument(
+        "--thor-dtype",
+        default="float32",
+        help="dtype of the thor row ('auto' picks bf16 on CPUs with native bf16)",
+    )
     ap.add_argument("--int8", action="store_true", help="add the int8 rollout weights row")
     ap.add_argument("--train-rows", type=int, default=8)
     ap.add_argument("--train-min", type=int, default=64)
     ap.add_argument("--train-max", type=int, default=384)
     ap.add_argument("--micro-batch", type=int, default=4)
-    ap.add_argument("--llama-python", default=None, help="interpreter with llama-cpp-python[server]")
+    ap.add_argument(
+        "--llama-python", default=None, help="interpreter with llama-cpp-python[server]"
+    )
     ap.add_argument("--llama-prompts", type=int, default=4)
     args = ap.parse_args(argv)
     if args.quick:

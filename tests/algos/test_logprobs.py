@@ -124,7 +124,7 @@ def test_packed_path_equals_the_padded_forward_with_gradients(side: str) -> None
 
     tok = tiny_tokenizer()
     tok.padding_side = side
-    enc = tok(TEXTS + ["y"], return_tensors="pt", padding=True)
+    enc = tok([*TEXTS, "y"], return_tensors="pt", padding=True)
     ids, mask = enc["input_ids"], enc["attention_mask"]
     assert logprobs._packable(tiny_model(seed=3), mask) is not None
     results = []

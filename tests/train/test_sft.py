@@ -179,6 +179,7 @@ def test_packed_sft_loss_equals_trl_loss(tmp_path: Path) -> None:
     cfg = SFTConfig(data=tmp_path / "x.jsonl", batch_size=4, bf16=False, out_dir=tmp_path / "r")
     model = tiny_model(seed=0)
     trainer = sft_trainer(cfg, model=model, tokenizer=tiny_tokenizer(), rows=rows(4))
+    model.train()
     batch = next(iter(trainer.get_train_dataloader()))
     assert logprobs._packable(model, batch["attention_mask"]) is not None
     results = []

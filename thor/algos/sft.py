@@ -300,7 +300,7 @@ def _packed_sft_trainer(base: type) -> type:
     models, or calls that want the outputs, take TRL's own path.
     """
 
-    class PackedSFTTrainer(base):  # type: ignore[misc, valid-type]
+    class PackedSFTTrainer(base):
         def compute_loss(
             self,
             model: Any,
@@ -314,9 +314,11 @@ def _packed_sft_trainer(base: type) -> type:
             spans = None
             if not return_outputs and mask is not None and labels is not None:
                 spans = _packable(model, mask)
-            if spans is None:
+            if spans is None or mask is None or labels is None:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss, stats = _packed_loss(model, inputs["input_ids"], labels, spans, num_items_in_batch)
+            loss, stats = _packed_loss(
+                model, inputs["input_ids"], labels, spans, num_items_in_batch
+            )
             mode = "train" if self.model.training else "eval"
             valid = max(1.0, stats["valid"])
             self._metrics[mode]["entropy"].append(stats["entropy"] / valid)

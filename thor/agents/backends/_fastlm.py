@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -101,7 +102,7 @@ class FastLM:
         **_: Any,
     ) -> SimpleNamespace:
         inner = self.model.model
-        b, s = input_ids.shape
+        s = input_ids.shape[1]
         h = inner.embed_tokens(input_ids)
         cos, sin = inner.rotary_emb(h, position_ids)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
@@ -109,15 +110,11 @@ class FastLM:
         mask = _attention_mask(attention_mask.bool(), past, s)
         for i, layer in enumerate(inner.layers):
             h = h + self._attention(layer, layer.input_layernorm(h), cos, sin, mask, cache, i)
-            h = h + self._mlp(layer.mlp, layer.post_attention_layernorm(h))
+            h = h + _mlp(self.linear, layer.mlp, layer.post_attention_layernorm(h))
         h = inner.norm(h)
         if logits_to_keep:
             h = h[:, -logits_to_keep:]
         return SimpleNamespace(logits=self.linear(self.model.lm_head, h), cache=cache)
-
-    def _mlp(self, mlp: Any, x: Tensor) -> Tensor:
-        lin = self.linear
-        return lin(mlp.down_proj, mlp.act_fn(lin(mlp.gate_proj, x)) * lin(mlp.up_proj, x))
 
     def _attention(
         self, layer: Any, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, cache: Any, i: int
@@ -125,10 +122,7 @@ class FastLM:
         att, lin = layer.self_attn, self.linear
         b, s, _ = x.shape
         d, g = self.head_dim, self.heads // self.kv_heads
-        q = lin(att.q_proj, x).view(b, s, self.heads, d).transpose(1, 2)
-        k = lin(att.k_proj, x).view(b, s, self.kv_heads, d).transpose(1, 2)
-        v = lin(att.v_proj, x).view(b, s, self.kv_heads, d).transpose(1, 2)
-        q, k = _rope(q, cos, sin), _rope(k, cos, sin)
+        q, k, v = _qkv(lin, att, x, (self.heads, self.kv_heads, d), cos, sin)
         keys, values = _append(cache, i, k, v)
         if s == 1:  # the query heads of one key head attend as one group: no repeated keys
             o = F.scaled_dot_product_attention(
@@ -139,6 +133,22 @@ class FastLM:
             o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=g > 1)
             o = o.transpose(1, 2).reshape(b, s, self.heads * d)
         return lin(att.o_proj, o)
+
+
+def _mlp(lin: Linear, mlp: Any, x: Tensor) -> Tensor:
+    return lin(mlp.down_proj, mlp.act_fn(lin(mlp.gate_proj, x)) * lin(mlp.up_proj, x))
+
+
+def _qkv(
+    lin: Linear, att: Any, x: Tensor, shape: tuple[int, int, int], cos: Tensor, sin: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Queries, keys, values ``[B, heads, S, d]`` with rotary positions applied to q and k."""
+    b, s, _ = x.shape
+    heads, kv_heads, d = shape
+    q = lin(att.q_proj, x).view(b, s, heads, d).transpose(1, 2)
+    k = lin(att.k_proj, x).view(b, s, kv_heads, d).transpose(1, 2)
+    v = lin(att.v_proj, x).view(b, s, kv_heads, d).transpose(1, 2)
+    return _rope(q, cos, sin), _rope(k, cos, sin), v
 
 
 def _cached_len(cache: Any) -> int:
@@ -173,7 +183,7 @@ def _append(cache: Any, i: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
     """
     layers = cache.layers
     if i >= len(layers) or not layers[i].is_initialized or layers[i].keys.dim() != 4:
-        return cache.update(k, v, i)  # type: ignore[no-any-return]
+        return cache.update(k, v, i)
     layer = layers[i]
     keys, values = layer.keys, layer.values
     n, s = keys.shape[-2], k.shape[-2]
@@ -192,7 +202,9 @@ def _append(cache: Any, i: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
     return layer.keys, layer.values
 
 
-def packed_forward(model: Any, ids: Sequence[Tensor], *, keep: Sequence[Tensor] | None = None) -> Tensor:
+def packed_forward(
+    model: Any, ids: Sequence[Tensor], *, keep: Sequence[Tensor] | None = None
+) -> Tensor:
     """Logits of several sequences packed into one row, attention within each sequence only.
 
     Args:
@@ -213,30 +225,27 @@ def packed_forward(model: Any, ids: Sequence[Tensor], *, keep: Sequence[Tensor] 
     cfg = model.config
     heads = int(cfg.num_attention_heads)
     kv_heads = int(getattr(cfg, "num_key_value_heads", None) or heads)
-    d = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
-    bounds = [0]
-    for n in lengths:
-        bounds.append(bounds[-1] + n)
+    shape = (heads, kv_heads, int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads))
+    bounds = [0, *itertools.accumulate(lengths)]
     for layer in inner.layers:
         att = layer.self_attn
-        x = layer.input_layernorm(h)
-        t = x.shape[1]
-        q = att.q_proj(x).view(1, t, heads, d).transpose(1, 2)
-        k = att.k_proj(x).view(1, t, kv_heads, d).transpose(1, 2)
-        v = att.v_proj(x).view(1, t, kv_heads, d).transpose(1, 2)
-        q, k = _rope(q, cos, sin), _rope(k, cos, sin)
-        parts = [
+        q, k, v = _qkv(_plain_linear, att, layer.input_layernorm(h), shape, cos, sin)
+        parts = [  # attention within each sequence: no mask, no cross-sequence work
             F.scaled_dot_product_attention(
-                q[:, :, a:e], k[:, :, a:e], v[:, :, a:e], is_causal=True, enable_gqa=heads > kv_heads
+                q[:, :, a:e],
+                k[:, :, a:e],
+                v[:, :, a:e],
+                is_causal=True,
+                enable_gqa=heads > kv_heads,
             )
-            for a, e in zip(bounds[:-1], bounds[1:], strict=True)
+            for a, e in itertools.pairwise(bounds)
         ]
-        o = torch.cat(parts, dim=2).transpose(1, 2).reshape(1, t, heads * d)
+        o = torch.cat(parts, dim=2).transpose(1, 2).reshape(1, flat.shape[1], heads * shape[2])
         h = h + att.o_proj(o)
-        mlp = layer.mlp
-        x = layer.post_attention_layernorm(h)
-        h = h + mlp.down_proj(mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x))
+        h = h + _mlp(_plain_linear, layer.mlp, layer.post_attention_layernorm(h))
     h = inner.norm(h)[0]
     if keep is not None:
-        h = torch.cat([h[a:e][sel] for a, e, sel in zip(bounds[:-1], bounds[1:], keep, strict=True)])
-    return model.lm_head(h)  # type: ignore[no-any-return]
+        h = torch.cat(
+            [h[a:e][sel] for a, e, sel in zip(bounds[:-1], bounds[1:], keep, strict=True)]
+        )
+    return model.lm_head(h)
