@@ -67,6 +67,8 @@ def test_a_changed_weight_changes_the_generated_logprobs(quantize: str) -> None:
     for p in model.parameters():
         p.grad = torch.randn_like(p)
     opt.step()  # in place, as a trainer's optimizer does
+    assert (policy.refresh_weights() > 0) is (quantize == "int8")  # only int8 copies need work
+    assert policy.refresh_weights() == 0
     [after] = policy.generate([PROMPTS[0]], GREEDY)
     n = min(len(before.logprobs), len(after.logprobs))
     assert before.logprobs[:n] != pytest.approx(after.logprobs[:n], abs=1e-3)

@@ -286,8 +286,7 @@ class HFPolicy(HFTokenizerText):
         results: list[tuple[list[int], list[float], str]] = []
         was_training = bool(getattr(self.model, "training", False))
         self.model.eval()
-        if self._int8 is not None:
-            self._int8.refresh()  # the trained float weights reach generation
+        self.refresh_weights()  # the trained float weights reach generation
         try:
             from thor.agents.backends._decode import decode_batch
 
@@ -298,6 +297,18 @@ class HFPolicy(HFTokenizerText):
             if was_training:
                 self.model.train()
         return [make_completion(k, self.decode, _reason(r), lp) for k, lp, r in results]
+
+    def refresh_weights(self) -> int:
+        """Bring generation up to date with the model's parameters now; returns modules re-quantised.
+
+        Generation reads the float parameters themselves (nothing to copy); only int8 rollout
+        weights (``quantize="int8"``) are copies, re-quantised here for the modules that changed
+        (also done at the start of every :meth:`generate`). The prefix cache drops entries made
+        with older weights.
+        """
+        if self._dm is not None and self.prefix_cache is not None:
+            self.prefix_cache.check_weights(self.model)
+        return self._int8.refresh() if self._int8 is not None else 0
 
     def close(self) -> None:
         """Drop this policy's references to the model (freed once nothing else holds it). Idempotent."""
