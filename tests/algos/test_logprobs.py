@@ -115,3 +115,38 @@ def test_bad_inputs(setup) -> None:  # type: ignore[no-untyped-def]
         token_logprobs(model, ids[0], mask[0])
     one = token_logprobs(model, ids[:, :1], mask[:, :1])
     assert torch.equal(one, torch.zeros(3, 1))
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_packed_path_equals_the_padded_forward_with_gradients(side: str) -> None:
+    """Llama-family models on a CPU are scored packed (no padding); values and gradients agree."""
+    from thor.algos import logprobs
+
+    tok = tiny_tokenizer()
+    tok.padding_side = side
+    enc = tok([*TEXTS, "y"], return_tensors="pt", padding=True)
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    assert logprobs._packable(tiny_model(seed=3), mask) is not None
+    results = []
+    for packed in (True, False):
+        model = tiny_model(seed=3).train()
+        if not packed:
+            model.config.attention_dropout = 1e-9  # makes the packed path decline (still exact)
+        assert (logprobs._packable(model, mask) is not None) is packed
+        lp, ent = token_logprobs_and_entropy(model, ids, mask, temperature=0.7)
+        lp.sum().backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        results.append((lp.detach(), ent, grads))
+    (a, ea, ga), (b, eb, gb) = results
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(ea, eb, atol=1e-5)
+    assert len(ga) == len(gb)
+    for x, y in zip(ga, gb, strict=True):
+        assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_rows_with_holes_in_the_mask_are_not_packed() -> None:
+    from thor.algos.logprobs import _packable
+
+    mask = torch.tensor([[1, 0, 1, 1], [1, 1, 1, 1]])
+    assert _packable(tiny_model(seed=3), mask) is None
+    assert _packable(tiny_model(seed=3), torch.tensor([[0, 1, 1, 0]])) == [(1, 2)]

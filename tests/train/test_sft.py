@@ -169,3 +169,29 @@ def test_sft_lowers_the_loss_and_exports_a_loadable_model(tmp_path: Path) -> Non
     policy = HFPolicy(model=str(export), dtype="float32", device="cpu")
     [c] = policy.generate(["What is 3*7?"], SamplingParams(max_tokens=4, temperature=0.0))
     assert c.token_ids and c.text == policy.decode(c.token_ids)
+
+
+@pytest.mark.timeout(300)
+def test_packed_sft_loss_equals_trl_loss(tmp_path: Path) -> None:
+    """The packed (padding-free) loss thor's SFT trainer uses is TRL's loss, value and gradient."""
+    from thor.algos import logprobs
+
+    cfg = SFTConfig(data=tmp_path / "x.jsonl", batch_size=4, bf16=False, out_dir=tmp_path / "r")
+    model = tiny_model(seed=0)
+    trainer = sft_trainer(cfg, model=model, tokenizer=tiny_tokenizer(), rows=rows(4))
+    model.train()
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert logprobs._packable(model, batch["attention_mask"]) is not None
+    results = []
+    for packed in (True, False):
+        model.zero_grad(set_to_none=True)
+        if not packed:
+            model.config.attention_dropout = 1e-9  # the packed path declines; TRL's own runs
+        loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=None)
+        loss.backward()
+        results.append((float(loss), [p.grad.clone() for p in model.parameters()]))
+    model.config.attention_dropout = 0.0
+    (la, ga), (lb, gb) = results
+    assert la == pytest.approx(lb, rel=1e-5)
+    for a, b in zip(ga, gb, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["token_logprobs", "token_logprobs_and_entropy"]
@@ -46,6 +47,9 @@ def _logits(model: Any, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
 def _rows(
     model: Any, input_ids: Tensor, attention_mask: Tensor, temperature: float, with_entropy: bool
 ) -> tuple[Tensor, Tensor | None]:
+    spans = _packable(model, attention_mask)
+    if spans is not None:
+        return _packed_rows(model, input_ids, spans, temperature, with_entropy)
     logits = _logits(model, input_ids, attention_mask)[:, :-1, :]
     targets = input_ids[:, 1:]
     lps: list[Tensor] = []
@@ -64,6 +68,66 @@ def _rows(
     if not with_entropy:
         return lp, None
     return lp, _align(torch.stack(ents), valid)
+
+
+def _packable(model: Any, attention_mask: Tensor) -> list[tuple[int, int]] | None:
+    """Each row's ``(start, length)`` of real tokens when the packed path applies, else None.
+
+    It applies to a Llama-family model on the CPU (:class:`~thor.agents.backends._fastlm.FastLM`)
+    without gradient checkpointing or attention dropout, and rows whose real tokens are one run.
+    """
+    from thor.agents.backends._fastlm import FastLM
+
+    if attention_mask.device.type != "cpu" or not FastLM.supports(model):
+        return None
+    flag = "is_activation_checkpointing"  # transformers 5 name of is_gradient_checkpointing
+    if getattr(model, flag if hasattr(model, flag) else "is_gradient_checkpointing", False):
+        return None
+    if model.training and float(getattr(model.config, "attention_dropout", 0.0) or 0.0) > 0:
+        return None
+    mask = attention_mask > 0
+    lengths = mask.sum(dim=1)
+    starts = mask.int().argmax(dim=1)
+    cols = torch.arange(mask.shape[1], device=mask.device)
+    run = (cols >= starts[:, None]) & (cols < (starts + lengths)[:, None])
+    if not bool((run == mask).all()) or bool((lengths == 0).any()):
+        return None
+    return list(zip(starts.tolist(), lengths.tolist(), strict=True))
+
+
+def _packed_rows(
+    model: Any,
+    input_ids: Tensor,
+    spans: list[tuple[int, int]],
+    temperature: float,
+    with_entropy: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """:func:`_rows` without padding: the rows' real tokens packed into one sequence.
+
+    Each row is attended to on its own with positions from 0, which is what the padded call
+    computes for its real tokens; the LM head runs only where a next token is scored.
+    """
+    from thor.agents.backends._fastlm import packed_forward
+
+    seqs = [input_ids[b, a : a + n] for b, (a, n) in enumerate(spans)]
+    keep = [torch.arange(n - 1, device=input_ids.device) for _, n in spans]
+    logits = packed_forward(model, seqs, keep=keep)
+    width = input_ids.shape[1]
+    lps: list[Tensor] = []
+    ents: list[Tensor] = []
+    offset = 0
+    for seq, (a, n) in zip(seqs, spans, strict=True):
+        row = logits[offset : offset + n - 1].float()
+        offset += n - 1
+        if temperature != 1.0:
+            row = row / temperature
+        logp = torch.log_softmax(row, dim=-1)
+        pad = (a + 1, width - a - n)
+        lps.append(F.pad(logp.gather(-1, seq[1:].unsqueeze(-1)).squeeze(-1), pad))
+        if with_entropy:
+            with torch.no_grad():
+                ents.append(F.pad(-(logp.exp() * logp).sum(dim=-1), pad))
+    return torch.stack(lps), (torch.stack(ents) if with_entropy else None)
 
 
 def _align(values: Tensor, valid: Tensor) -> Tensor:

@@ -281,13 +281,86 @@ def sft_trainer(
     examples = tokenize_rows(tokenizer, data, mask_mode=config.mask_mode)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return SFTTrainer(
+    return _packed_sft_trainer(SFTTrainer)(
         model=model,
         args=TRLSFTConfig(**_trl_args(config, len(examples))),
         train_dataset=Dataset.from_list(examples),
         processing_class=tokenizer,
         callbacks=[_metrics_callback(out / "metrics.jsonl")],
     )
+
+
+def _packed_sft_trainer(base: type) -> type:
+    """TRL's ``SFTTrainer`` whose loss runs packed (no padding) where the model allows it.
+
+    Llama-family models on a CPU (:func:`thor.algos.logprobs._packable`): the rows' real tokens
+    go through one packed forward (:func:`thor.agents.backends._fastlm.packed_forward`) and the LM
+    head runs only where a label is trained on. The loss is TRL's (summed NLL over the number of
+    label tokens) and the logged entropy and token accuracy are computed as TRL does; other
+    models, or calls that want the outputs, take TRL's own path.
+    """
+
+    class PackedSFTTrainer(base):
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            from thor.algos.logprobs import _packable
+
+            mask, labels = inputs.get("attention_mask"), inputs.get("labels")
+            spans = None
+            if not return_outputs and mask is not None and labels is not None:
+                spans = _packable(model, mask)
+            if spans is None or mask is None or labels is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss, stats = _packed_loss(
+                model, inputs["input_ids"], labels, spans, num_items_in_batch
+            )
+            mode = "train" if self.model.training else "eval"
+            valid = max(1.0, stats["valid"])
+            self._metrics[mode]["entropy"].append(stats["entropy"] / valid)
+            self._metrics[mode]["mean_token_accuracy"].append(stats["correct"] / valid)
+            if mode == "train":
+                self._total_train_tokens += int(mask.sum())
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            return loss
+
+    return PackedSFTTrainer
+
+
+def _packed_loss(
+    model: Any,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    spans: Sequence[tuple[int, int]],
+    num_items: Any,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Summed NLL of the labelled next tokens over ``num_items`` (or their count), and metrics."""
+    from thor.agents.backends._fastlm import packed_forward
+
+    seqs, keep, targets = [], [], []
+    for b, (a, n) in enumerate(spans):
+        nxt = labels[b, a + 1 : a + n]
+        sel = (nxt != -100).nonzero().squeeze(-1)
+        seqs.append(input_ids[b, a : a + n])
+        keep.append(sel)
+        targets.append(nxt[sel])
+    logits = packed_forward(model, seqs, keep=keep).float()
+    target = torch.cat(targets)
+    logp = torch.log_softmax(logits, dim=-1)
+    nll = -logp.gather(-1, target.unsqueeze(-1)).sum()
+    count = int(target.numel()) if num_items is None else num_items
+    loss = nll / torch.as_tensor(count, dtype=nll.dtype).clamp(min=1)
+    with torch.no_grad():
+        stats = {
+            "valid": float(target.numel()),
+            "entropy": float(-(logp.exp() * logp).sum()),
+            "correct": float((logits.argmax(dim=-1) == target).sum()),
+        }
+    return loss, stats
 
 
 def _trl_args(config: SFTConfig, n_rows: int) -> dict[str, Any]:

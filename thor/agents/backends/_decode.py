@@ -46,6 +46,8 @@ class DecodeModel:
     max_len: int
     vocab_size: int | None = None
     prefix: PrefixCache | None = None
+    fast: Any = None
+    """A :class:`~thor.agents.backends._fastlm.FastLM` over ``model`` to run instead of it, or None."""
     cache_kwarg: str = field(init=False)
     _ticks: TickTokens | None = field(init=False, default=None)
 
@@ -282,18 +284,27 @@ def _prefill_group(
         mask[j, past + width - len(tail) :] = 1  # then the input (u > 0: no padding in between)
     dev = dm.device
     cache = DynamicCache(ddp_cache_data=_assemble(entries, used, past)) if past else DynamicCache()
-    out = dm.model(
-        input_ids=ids.to(dev),
-        attention_mask=mask.to(dev),
-        position_ids=pos.to(dev),
-        use_cache=True,
-        logits_to_keep=1,
-        **{dm.cache_kwarg: cache},
-    )
+    out = _forward(dm, ids.to(dev), mask.to(dev), pos.to(dev), cache, keep=1)
     idx = torch.tensor(row_map, dtype=torch.long)
     if row_map != list(range(n_rows)):
         cache.batch_select_indices(idx.to(dev))
     return cache, out.logits[idx.to(dev), -1], mask[idx].to(dev), pos[idx, -1].to(dev) + 1
+
+
+def _forward(
+    dm: DecodeModel, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any, keep: int
+) -> Any:
+    """One model call on the cache (through ``dm.fast`` when set); ``keep``: logits kept, 0 = all."""
+    if dm.fast is not None:
+        return dm.fast(ids, mask, pos, cache, logits_to_keep=keep)
+    return dm.model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=pos,
+        use_cache=True,
+        logits_to_keep=keep,
+        **{dm.cache_kwarg: cache},
+    )
 
 
 def _assemble(entries: Sequence[CacheEntry | None], used: Sequence[int], width: int) -> KV:
@@ -400,13 +411,7 @@ def _run(dm: DecodeModel, rows: list[_Row], params: SamplingParams) -> None:
         for r, tok in zip(batch, fed, strict=True):
             r.fed.append(tok)
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-        out = dm.model(
-            input_ids=tokens.unsqueeze(-1),
-            attention_mask=mask,
-            position_ids=next_pos.unsqueeze(-1),
-            use_cache=True,
-            **{dm.cache_kwarg: cache},
-        )
+        out = _forward(dm, tokens.unsqueeze(-1), mask, next_pos.unsqueeze(-1), cache, keep=0)
         logits = out.logits[:, -1]
         next_pos = next_pos + 1
 

@@ -61,6 +61,18 @@ class HFPolicyConfig(ThorConfig):
         description="Budget of the prefix cache (keys and values of earlier calls, reused when a "
         "prompt extends one: the next turn of a transcript); 0 turns it off",
     )
+    engine: Literal["auto", "fast", "hf"] = Field(
+        "auto",
+        description="'fast': thor's lean forward for Llama-family models (same weights, KV cache "
+        "grown in place, no repeated keys); 'hf': transformers' forward; 'auto': fast on a CPU "
+        "where the model supports it",
+    )
+    quantize: Literal["none", "int8"] = Field(
+        "none",
+        description="'int8': generate with int8 copies of the linear weights (CPU, fast engine; "
+        "re-quantised whenever the float weights change; not exact: on SmolLM2-135M greedy "
+        "outputs part from float32's within a few tokens, so it is not the default)",
+    )
 
 
 def resolve_model_path(model: str) -> tuple[Path, str | None]:
@@ -166,6 +178,8 @@ class HFPolicy(HFTokenizerText):
             max_batch_size=cfg.max_batch_size,
             max_model_len=cfg.max_model_len,
             prefix_cache_mb=cfg.prefix_cache_mb,
+            engine=cfg.engine,
+            quantize=cfg.quantize,
         )
         self.config: HFPolicyConfig | None = cfg  # None when wrapping a model in memory
 
@@ -179,6 +193,8 @@ class HFPolicy(HFTokenizerText):
         max_batch_size: int = 64,
         max_model_len: int | None = None,
         prefix_cache_mb: int = 0,
+        engine: str = "auto",
+        quantize: str = "none",
     ) -> HFPolicy:
         """Wrap a model already in memory (no copy), e.g. the very module a trainer is training.
 
@@ -186,6 +202,8 @@ class HFPolicy(HFTokenizerText):
         cache is off unless ``prefix_cache_mb`` is given: it is emptied whenever the parameters
         change in place (PyTorch's version counters), but a trainer that writes weights behind
         autograd's back (``param.data[...] = ...``) or toggles adapters would leave it stale.
+        ``engine`` and ``quantize`` are :class:`HFPolicyConfig`'s; int8 weights follow the same
+        version counters, so an optimizer step reaches the next generation.
         """
         self = cls.__new__(cls)
         self._setup(
@@ -195,6 +213,8 @@ class HFPolicy(HFTokenizerText):
             max_batch_size=max_batch_size,
             max_model_len=max_model_len,
             prefix_cache_mb=prefix_cache_mb,
+            engine=engine,
+            quantize=quantize,
         )
         self.config = None
         return self
@@ -220,6 +240,8 @@ class HFPolicy(HFTokenizerText):
         max_batch_size: int,
         max_model_len: int | None,
         prefix_cache_mb: int,
+        engine: str = "auto",
+        quantize: str = "none",
     ) -> None:
         from thor.agents.backends._decode import DecodeModel
         from thor.agents.backends._prefix import PrefixCache
@@ -237,6 +259,7 @@ class HFPolicy(HFTokenizerText):
         )
         ctx = max_model_len or getattr(model.config, "max_position_embeddings", None) or 4096
         self.prefix_cache = PrefixCache(prefix_cache_mb << 20) if prefix_cache_mb > 0 else None
+        fast, self._int8 = _fast_engine(model, engine, quantize)
         self._dm: DecodeModel | None = DecodeModel(
             model,
             int(pad),
@@ -245,6 +268,7 @@ class HFPolicy(HFTokenizerText):
             int(ctx),
             vocab_size=len(tokenizer),
             prefix=self.prefix_cache,
+            fast=fast,
         )
         self._closed = False
 
@@ -274,6 +298,7 @@ class HFPolicy(HFTokenizerText):
         results: list[tuple[list[int], list[float], str]] = []
         was_training = bool(getattr(self.model, "training", False))
         self.model.eval()
+        self.refresh_weights()  # the trained float weights reach generation
         try:
             from thor.agents.backends._decode import decode_batch
 
@@ -285,16 +310,50 @@ class HFPolicy(HFTokenizerText):
                 self.model.train()
         return [make_completion(k, self.decode, _reason(r), lp) for k, lp, r in results]
 
+    def refresh_weights(self) -> int:
+        """Bring generation up to date with the model's parameters now; returns modules re-quantised.
+
+        Generation reads the float parameters themselves (nothing to copy); only int8 rollout
+        weights (``quantize="int8"``) are copies, re-quantised here for the modules that changed
+        (also done at the start of every :meth:`generate`). The prefix cache drops entries made
+        with older weights.
+        """
+        if self._dm is not None and self.prefix_cache is not None:
+            self.prefix_cache.check_weights(self.model)
+        return self._int8.refresh() if self._int8 is not None else 0
+
     def close(self) -> None:
         """Drop this policy's references to the model (freed once nothing else holds it). Idempotent."""
         self._closed = True
         self.model = None
         self._dm = None
+        self._int8 = None
         if self.prefix_cache is not None:
             self.prefix_cache.clear()
 
     def __repr__(self) -> str:
         return f"HFPolicy({self.name!r}{', closed' if self._closed else ''})"
+
+
+def _fast_engine(model: Any, engine: str, quantize: str) -> tuple[Any, Any]:
+    """The :class:`~thor.agents.backends._fastlm.FastLM` (or None) and int8 weights (or None) to use."""
+    from thor.agents.backends._fastlm import FastLM
+    from thor.agents.backends._quant import Int8Linears, int8_available
+
+    if engine not in ("auto", "fast", "hf") or quantize not in ("none", "int8"):
+        raise PolicyError(f"unknown engine {engine!r} or quantize {quantize!r}")
+    cpu = next(model.parameters()).device.type == "cpu"
+    supported = FastLM.supports(model)
+    if engine == "fast" and not supported:
+        raise PolicyError(f"engine='fast' does not support {type(model).__name__}; use 'hf'")
+    if engine == "hf" or not supported or (engine == "auto" and not cpu):
+        if quantize == "int8":
+            raise PolicyError("quantize='int8' needs the fast engine on a CPU")
+        return None, None
+    if quantize == "int8" and not (cpu and int8_available()):
+        raise PolicyError("quantize='int8' needs a CPU and PyTorch's quantised linear kernels")
+    int8 = Int8Linears(model) if quantize == "int8" else None
+    return FastLM(model, int8), int8
 
 
 def _reason(r: str) -> FinishReason:
