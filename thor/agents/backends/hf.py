@@ -229,6 +229,7 @@ class HFPolicy(HFTokenizerText):
             self.model.load_state_dict(_merged_state_dict(model))
         if self.prefix_cache is not None:
             self.prefix_cache.clear()
+        self.refresh_weights()  # int8 rollout copies, if any, follow the new weights
         self.weights_version = version
 
     def _setup(
