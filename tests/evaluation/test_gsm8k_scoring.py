@@ -46,7 +46,7 @@ def test_no_number_is_invalid() -> None:
     assert last_number("none here") == INVALID and not lm_eval_match(INVALID, "1")
 
 
-@given(st.text(alphabet="abc +=*\n", max_size=80), st.integers(-10**6, 10**6))
+@given(st.text(alphabet="abc +=*\n", max_size=80), st.integers(-(10**6), 10**6))
 def test_a_final_number_is_read_whatever_comes_before(prefix: str, n: int) -> None:
     assert LastNumberReward()(ep(f"{prefix} The answer is {n:,}.", str(n))) == 1.0
 
@@ -63,10 +63,17 @@ def test_registered_with_its_config() -> None:
 
 
 def test_the_summary_reports_both_rules_on_numeric_answers_only() -> None:
-    boxed = Episode(id="a", problem="?", answer="5", turns=[Turn(text="\\boxed{5}")],
-                    final_answer="5", rewards={"correct": 1.0})
-    plain = Episode(id="b", problem="?", answer="7", turns=[Turn(text="so 7")],
-                    rewards={"correct": 0.0})
+    boxed = Episode(
+        id="a",
+        problem="?",
+        answer="5",
+        turns=[Turn(text="\\boxed{5}")],
+        final_answer="5",
+        rewards={"correct": 1.0},
+    )
+    plain = Episode(
+        id="b", problem="?", answer="7", turns=[Turn(text="so 7")], rewards={"correct": 0.0}
+    )
     s = summarize([boxed, plain])
     assert s.accuracy == 0.5 and s.last_number_accuracy == 1.0
     latex = boxed.model_copy(update={"answer": "\\frac{1}{2}"})
@@ -80,16 +87,23 @@ def test_the_summary_reports_both_rules_on_numeric_answers_only() -> None:
 def test_thor_eval_on_a_gsm8k_style_benchmark_reports_both(tmp_path: Path) -> None:
     bench = tmp_path / "gsm.jsonl"
     bench.write_text(
-        "".join(json.dumps({"id": f"g{i}", "problem": f"What is {i} + 40?", "answer": str(i + 40)})
-                + "\n" for i in range(4))
+        "".join(
+            json.dumps({"id": f"g{i}", "problem": f"What is {i} + 40?", "answer": str(i + 40)})
+            + "\n"
+            for i in range(4)
+        )
     )
 
     def script(prompt: str) -> str:  # boxes only even problems; always ends with the number
         n = int(prompt.split("What is ")[-1].split(" ")[0])
-        return f"{n} + 40 = {n + 40}" + (f", so \\boxed{{{n + 40}}}. That is {n + 40}" if n % 2 == 0 else ".")
+        return f"{n} + 40 = {n + 40}" + (
+            f", so \\boxed{{{n + 40}}}. That is {n + 40}" if n % 2 == 0 else "."
+        )
 
     s = evaluate(
-        EvalConfig(benchmark=str(bench), agent="cot", k=1, out=tmp_path / "o.jsonl", progress=False),
+        EvalConfig(
+            benchmark=str(bench), agent="cot", k=1, out=tmp_path / "o.jsonl", progress=False
+        ),
         policy=ScriptedPolicy(script),
     )
     assert s.accuracy == 0.5 and s.last_number_accuracy == 1.0

@@ -47,7 +47,11 @@ def names_defined_before_use(blocks: list[str]) -> bool:
     defined = {"print"}
     for code in blocks:
         for stmt in ast.parse(code).body:
-            loads = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            loads = {
+                n.id
+                for n in ast.walk(stmt)
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+            }
             if not loads <= defined:
                 return False
             if isinstance(stmt, ast.Assign):
@@ -111,9 +115,10 @@ def test_every_gsm8k_train_solution_keeps_its_words() -> None:
 @given(
     st.lists(
         st.tuples(
-            st.integers(1, 999), st.sampled_from("+-*/"), st.integers(1, 999), st.sampled_from(
-                ["apples", "dollars", "", "more"]
-            )
+            st.integers(1, 999),
+            st.sampled_from("+-*/"),
+            st.integers(1, 999),
+            st.sampled_from(["apples", "dollars", "", "more"]),
         ),
         min_size=1,
         max_size=8,
@@ -125,7 +130,9 @@ def test_cells_compute_each_annotation_exactly(lines: list[tuple[int, str, int, 
     step = ""
     for a, op, b, word in lines:
         value = exact_value(f"{a}{op}{b}")
-        shown = str(value) if value is not None and value.denominator == 1 else f"{float(value):.2f}"  # type: ignore[arg-type]
+        shown = (
+            str(value) if value is not None and value.denominator == 1 else f"{float(value):.2f}"
+        )  # type: ignore[arg-type]
         step += f"So {a}{op}{b} = <<{a}{op}{b}={shown}>>{shown} {word}.\n"
     r = GSM8KCritic(max_blocks=10).rewrite(step)
     env: dict[str, Fraction] = {}
@@ -229,7 +236,9 @@ def test_tirgen_on_gsm8k_makes_real_tool_integrated_rows(tmp_path: Path) -> None
         assert "<<" not in text and text.endswith("}$.")
         prov = row["provenance"]
         assert prov["critic"] == "gsm8k"
-        claimed = [m.group(2) for m in ANNOTATION.finditer(by_id[prov["problem_id"]].metadata["solution"])]
+        claimed = [
+            m.group(2) for m in ANNOTATION.finditer(by_id[prov["problem_id"]].metadata["solution"])
+        ]
         for ex in prov["executions"]:  # the real outputs: what the annotations claimed
             assert ex["ok"] and ex["status"] == "ok"
         printed = [v for ex in prov["executions"] for v in ex["output"].split("\n")[2].split()]

@@ -72,9 +72,7 @@ def run_demo(config: DemoConfig | None = None) -> DemoResult:
     heldout, train = probs["heldout"], probs["train"]
     rows: list[StageResult] = []
 
-    def row(
-        label: str, name: str, model: str, agent: str, step_groups: int | None = None
-    ) -> None:
+    def row(label: str, name: str, model: str, agent: str, step_groups: int | None = None) -> None:
         r = stage(name, lambda d: st.evaluate(d, heldout=heldout, model=model, agent=agent))
         rows.append(
             StageResult(
@@ -121,12 +119,18 @@ def _finish(
     from rich.console import Console
 
     md = markdown_table(rows)
-    what = "GSM8K test problems (seeded)" if cfg.get("data") == "gsm8k" else "held-out synthetic problems"
+    what = (
+        "GSM8K test problems (seeded)"
+        if cfg.get("data") == "gsm8k"
+        else "held-out synthetic problems"
+    )
     title = f"thor demo ({cfg.preset}): {len(rows[0].correct)} {what}, Avg@1"
     # the table is wider than most terminals: render it whole rather than squeezed
     Console(width=max(st.console.width, 170)).print(rich_table(rows, title))
     devs = deviations(cfg.preset)
-    st.console.print("Deviations from the paper (CPU budget):\n" + "\n".join(f"  - {x}" for x in devs))
+    st.console.print(
+        "Deviations from the paper (CPU budget):\n" + "\n".join(f"  - {x}" for x in devs)
+    )
     costs_md = cost_table(costs)
     report = st.out / "report.md"
     report.write_text(

@@ -77,7 +77,9 @@ class LastNumberReward:
     name = "gsm8k_last_number"
     config_class = LastNumberConfig
 
-    def __init__(self, config: LastNumberConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, config: LastNumberConfig | dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         if config is not None and kwargs:
             raise TypeError("pass a config or keyword arguments, not both")
         self.config = validate_config(LastNumberConfig, config if config is not None else kwargs)

@@ -51,8 +51,8 @@ from thor.data.tirgen.filters import (
 )
 from thor.data.tirgen.funnel import Funnel, FunnelStage, build_funnel
 from thor.data.tirgen.generate import AttemptResult, Execution, ProblemOutcome, TirGenerator
-from thor.data.tirgen.output import sft_row, token_loss_mask
 from thor.data.tirgen.gsm8k_critic import GSM8KCritic
+from thor.data.tirgen.output import sft_row, token_loss_mask
 from thor.data.tirgen.rule_critic import RuleCritic
 from thor.data.tirgen.runner import build_critic, build_policy, cot_accuracy, finalize, run_tirgen
 from thor.data.tirgen.store import TirgenStore
@@ -73,8 +73,8 @@ __all__ = [
     "FunnelStage",
     "GSM8KCritic",
     "GSM8KCriticConfig",
-    "LLMCriticConfig",
     "LLMCritic",
+    "LLMCriticConfig",
     "Part",
     "Piece",
     "ProblemOutcome",

@@ -42,17 +42,15 @@ from thor.data.tirgen.text import Part
 __all__ = ["GSM8KCritic"]
 
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
-_AFTER = re.compile(r"^\s*\$?\s*-?[\d,]*\.?\d*\s*%?\s*([A-Za-z][A-Za-z'-]*)(?:\s+([A-Za-z][A-Za-z-]*))?")
-_STOP = frozenset(
-    "a an the and or of in on at to for from by with per each is are was were be so that this "
-    "than then more less left total altogether all in together it its he she they we you his her "
-    "their our your which who there here as if into out up down over after before both every only "
-    "now will would can could do does did has have had not no times minutes hours days weeks "
-    "years dollars cents".split()
+_AFTER = re.compile(
+    r"^\s*\$?\s*-?[\d,]*\.?\d*\s*%?\s*([A-Za-z][A-Za-z'-]*)(?:\s+([A-Za-z][A-Za-z-]*))?"
 )
-_QUALIFIERS = frozenset("altogether total left more less together".split())
+_STOP = frozenset(
+    ["a", "an", "the", "and", "or", "of", "in", "on", "at", "to", "for", "from", "by", "with", "per", "each", "is", "are", "was", "were", "be", "so", "that", "this", "than", "then", "more", "less", "left", "total", "altogether", "all", "in", "together", "it", "its", "he", "she", "they", "we", "you", "his", "her", "their", "our", "your", "which", "who", "there", "here", "as", "if", "into", "out", "up", "down", "over", "after", "before", "both", "every", "only", "now", "will", "would", "can", "could", "do", "does", "did", "has", "have", "had", "not", "no", "times", "minutes", "hours", "days", "weeks", "years", "dollars", "cents"]
+)
+_QUALIFIERS = frozenset(["altogether", "total", "left", "more", "less", "together"])
 """Stop words as a first word, kept as a second (``72 clips altogether`` -> ``clips_altogether``)."""
-_UNITS = frozenset("minutes hours days weeks years dollars cents".split())
+_UNITS = frozenset(["minutes", "hours", "days", "weeks", "years", "dollars", "cents"])
 _RESERVED = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | {"math", "np", "sp"}
 
 
@@ -74,7 +72,9 @@ class _State:
 
 
 def _identifier(words: list[str]) -> str:
-    name = "_".join(re.sub(r"[^a-z0-9]+", "_", w.lower().removesuffix("'s")).strip("_") for w in words)
+    name = "_".join(
+        re.sub(r"[^a-z0-9]+", "_", w.lower().removesuffix("'s")).strip("_") for w in words
+    )
     name = re.sub(r"_+", "_", name).strip("_")
     return name if name and not name[0].isdigit() else ""
 
@@ -173,7 +173,9 @@ class GSM8KCritic:
                 src = _python(expr, state, seen)
                 if src is None:
                     continue
-                name = _unique(_base_name(MARKUP.sub("", line[m.end() :]), line[: m.start()]), state.names)
+                name = _unique(
+                    _base_name(MARKUP.sub("", line[m.end() :]), line[: m.start()]), state.names
+                )
                 value = exact_value(expr)
                 claimed = _claimed(m.group(2))
                 if value is not None and claimed is not None and value == claimed:
