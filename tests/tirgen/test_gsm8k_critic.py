@@ -84,6 +84,13 @@ def test_trivial_annotations_get_no_cell_but_are_removed() -> None:
     assert critic.clean(step) == "The record is 1,148 because 287 x 4 = 1,148\n"
 
 
+def test_numbers_without_a_leading_zero_are_computed() -> None:
+    # GSM8K writes "2-.5" and "8/.2": they compute (an earlier rule missed them: 14 solutions lost)
+    r = GSM8KCritic().rewrite("It is 2-.5 = <<2-.5=1.5>>1.5 miles.\n")
+    assert r.blocks == ["miles = 2 - .5\nprint(miles)"]
+    assert GSM8KCritic().rewrite("So +7 = <<+7=7>>7 more.\n").status == "no_code"
+
+
 def test_rounded_values_are_not_reused_by_name() -> None:
     step = "Each gets 10/3 = <<10/3=3.33>>3.33 pies.\nSo 3.33*3 = <<3.33*3=9.99>>9.99 pies.\n"
     assert GSM8KCritic().rewrite(step).blocks[1] == "pies_2 = 3.33 * 3\nprint(pies_2)"

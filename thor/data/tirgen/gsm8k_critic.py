@@ -41,6 +41,8 @@ from thor.data.tirgen.text import Part
 
 __all__ = ["GSM8KCritic"]
 
+_COMPUTES = re.compile(r"[\d.)]\s*[-+*/]\s*[\d.(]")
+"""An operator between operands (``2-.5`` counts; ``1148`` and ``+7`` do not)."""
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
 _AFTER = re.compile(
     r"^\s*\$?\s*-?[\d,]*\.?\d*\s*%?\s*([A-Za-z][A-Za-z'-]*)(?:\s+([A-Za-z][A-Za-z-]*))?"
@@ -168,7 +170,7 @@ class GSM8KCritic:
                 seen += strip_annotations(line[pos : m.start()])
                 pos = m.end()
                 expr = m.group(1)
-                if not re.search(r"\d\s*[-+*/]\s*[\d(]|\)\s*[-+*/]", expr):
+                if not _COMPUTES.search(expr):
                     continue  # "<<1148=1148>>": nothing to compute
                 src = _python(expr, state, seen)
                 if src is None:
