@@ -62,6 +62,13 @@ def _metric_sum(path: Path, *keys: str) -> int:
     return int(total)
 
 
+def _disjoint(held: list[Any], train: list[Any]) -> None:
+    """Held-out problems are never trained on: refuse a split that shares a problem text."""
+    overlap = {p.problem for p in held} & {p.problem for p in train}
+    if overlap:
+        raise RuntimeError(f"{len(overlap)} held-out problems are also in the training split")
+
+
 class DemoStages:
     """Runs the stages in order, caching each one's result in ``out_dir/<stage>/result.json``."""
 
@@ -105,6 +112,7 @@ class DemoStages:
             c.get("tirgen_problems") + 400, seed=c.seed, split="train", **kinds
         )
         held = generate_problems(c.get("eval_problems"), seed=c.seed + 1, split="heldout", **kinds)
+        _disjoint(held, train)
         write_problems_jsonl(train, d / "train.jsonl")
         write_problems_jsonl(held, d / "heldout.jsonl")
         return self._split(d, len(train), len(held))
@@ -117,9 +125,7 @@ class DemoStages:
         c = self.cfg
         held = load_problems("gsm8k", shuffle_seed=c.seed, limit=c.get("eval_problems"))
         train = load_problems("gsm8k_train")
-        overlap = {p.problem for p in held} & {p.problem for p in train}
-        if overlap:
-            raise AssertionError(f"{len(overlap)} held-out problems are in the training split")
+        _disjoint(held, train)
         write_problems_jsonl(train, d / "train.jsonl")
         write_problems_jsonl(held, d / "heldout.jsonl")
         return self._split(d, len(train), len(held))

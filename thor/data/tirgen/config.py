@@ -159,7 +159,7 @@ class TirgenConfig(ThorConfig):
 
         if self.critic in CRITICS:
             return self.critic, dict(self.critic_options)
-        legacy = {"model": self.critic, "backend": self.backend}  # on the actor's backend
+        legacy: dict[str, Any] = {"model": self.critic, "backend": self.backend}  # actor's backend
         if self.backend_options:
             legacy["backend_options"] = self.backend_options
         return "llm", {**legacy, **self.critic_options}
