@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,20 +39,21 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def small(tiny_dir: Path, out: Path) -> DemoConfig:
-    return DemoConfig(
-        out_dir=out,
-        model=str(tiny_dir),
-        eval_problems=4,
-        tirgen_problems=6,
-        rl_steps=1,
-        group_size=2,
-        prompts_per_step=1,
-        step_group_size=2,
-        sft_epochs=1.0,
-        max_response_tokens=32,
-        progress=False,
-    )
+def small(tiny_dir: Path, out: Path, **over: Any) -> DemoConfig:
+    settings: dict[str, Any] = {
+        "out_dir": out,
+        "model": str(tiny_dir),
+        "eval_problems": 4,
+        "tirgen_problems": 6,
+        "rl_steps": 1,
+        "group_size": 2,
+        "prompts_per_step": 1,
+        "step_group_size": 2,
+        "sft_epochs": 1.0,
+        "max_response_tokens": 32,
+        "progress": False,
+    }
+    return DemoConfig(**{**settings, **over})
 
 
 def test_demo_runs_every_stage_and_resumes(tiny_dir: Path, tmp_path: Path) -> None:
@@ -103,21 +105,9 @@ def test_gsm8k_preset_runs_every_stage_small(tiny_dir: Path, tmp_path: Path) -> 
     """The gsm8k preset's plumbing, shrunk with overrides: GSM8K test held out, GSM8K train learnt
     from (TIRGen with the GSM8K critic), both scoring rules, and each stage's cost."""
     out = tmp_path / "gsm8k"
-    cfg = DemoConfig(
-        preset="gsm8k",
-        out_dir=out,
-        model=str(tiny_dir),
-        eval_problems=3,
-        tirgen_problems=6,
-        rl_steps=1,
-        group_size=2,
-        prompts_per_step=1,
-        step_group_size=2,
-        max_response_tokens=32,
-        overrides={"sft_rows": 4},
-        progress=False,
+    result = run_demo(
+        small(tiny_dir, out, preset="gsm8k", eval_problems=3, overrides={"sft_rows": 4})
     )
-    result = run_demo(cfg)
     assert [r.stage for r in result.stages][:3] == [
         "base (CoT)",
         "base (TIR)",
