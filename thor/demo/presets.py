@@ -32,6 +32,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # found 18 failed code steps in 6 RL steps and self-correction retried 0.41 times per
     # episode; with arithmetic alone (this preset before) no call ever failed, so step RL and
     # self-correction had nothing to act on. Difficulties 1-3 keep the worked solutions short.
+    # Measured once (docs/results/demo-quick-redesign, loaded machine): step RL trained 4 step
+    # groups, but then no call failed for self-correction and accuracy was 0% throughout: the
+    # family mix needs another iteration.
     "quick": {
         "data": "synthetic",
         "families": list(FAMILIES),
