@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from thor.agents.base import Agent
     from thor.algos.base import Algorithm
     from thor.algos.losses import GRPOLoss
+    from thor.data.tirgen.critic import Critic
     from thor.envs.sandbox.base import Sandbox
     from thor.envs.tools import Tool
     from thor.types import Episode, Problem
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AGENTS",
     "ALGORITHMS",
+    "CRITICS",
     "DATASETS",
     "ENVS",
     "LOSSES",
@@ -46,7 +48,9 @@ TOOLS: Registry[Tool] = Registry("tool", modules=("thor.envs.tools",))
 SANDBOXES: Registry[Sandbox] = Registry("sandbox", modules=("thor.envs.sandbox",))
 """Code executors: ``local`` (bubblewrap-isolated, forkable) and ``remote`` (SandboxFusion API)."""
 
-REWARDS: Registry[Callable[[Episode], float]] = Registry("reward", modules=("thor.rewards",))
+REWARDS: Registry[Callable[[Episode], float]] = Registry(
+    "reward", modules=("thor.rewards", "thor.rewards.gsm8k")
+)
 """Reward functions over an episode."""
 
 POLICIES: Registry[Policy] = Registry("policy", modules=("thor.agents.backends",))
@@ -54,6 +58,9 @@ POLICIES: Registry[Policy] = Registry("policy", modules=("thor.agents.backends",
 
 AGENTS: Registry[Agent] = Registry("agent", modules=("thor.agents",))
 """Inference agents: ``cot``, ``tir``, ``thor`` (TIR with self-correction)."""
+
+CRITICS: Registry[Critic] = Registry("critic", modules=("thor.data.tirgen.critics",))
+"""TIRGen critics: ``rule`` (no model), ``llm`` (a prompted policy), ``gsm8k`` (GSM8K's annotations)."""
 
 ALGORITHMS: Registry[Algorithm] = Registry("algorithm", modules=("thor.algos",))
 """Training algorithms: ``grpo``, ``thor`` (trajectory + step level), variants."""

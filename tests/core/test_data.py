@@ -17,6 +17,7 @@ EXPECTED_ROWS = {
     "olympiadbench": 675,
     "gsm8k": 1319,
     "math_train": 7500,
+    "gsm8k_train": 7473,
 }
 
 

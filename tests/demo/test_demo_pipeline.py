@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,20 +39,21 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def small(tiny_dir: Path, out: Path) -> DemoConfig:
-    return DemoConfig(
-        out_dir=out,
-        model=str(tiny_dir),
-        eval_problems=4,
-        tirgen_problems=6,
-        rl_steps=1,
-        group_size=2,
-        prompts_per_step=1,
-        step_group_size=2,
-        sft_epochs=1.0,
-        max_response_tokens=32,
-        progress=False,
-    )
+def small(tiny_dir: Path, out: Path, **over: Any) -> DemoConfig:
+    settings: dict[str, Any] = {
+        "out_dir": out,
+        "model": str(tiny_dir),
+        "eval_problems": 4,
+        "tirgen_problems": 6,
+        "rl_steps": 1,
+        "group_size": 2,
+        "prompts_per_step": 1,
+        "step_group_size": 2,
+        "sft_epochs": 1.0,
+        "max_response_tokens": 32,
+        "progress": False,
+    }
+    return DemoConfig(**{**settings, **over})
 
 
 def test_demo_runs_every_stage_and_resumes(tiny_dir: Path, tmp_path: Path) -> None:
@@ -97,3 +99,38 @@ def test_demo_config_rejects_typos_and_bad_sizes() -> None:
     assert long.get("eval_problems") >= 300
     assert set(long.get("families")) == set(FAMILIES)  # where code can fail: the step level's input
     assert DemoConfig(families=["series"]).get("families") == ["series"]
+
+
+def test_gsm8k_preset_runs_every_stage_small(tiny_dir: Path, tmp_path: Path) -> None:
+    """The gsm8k preset's plumbing, shrunk with overrides: GSM8K test held out, GSM8K train learnt
+    from (TIRGen with the GSM8K critic), both scoring rules, and each stage's cost."""
+    out = tmp_path / "gsm8k"
+    result = run_demo(
+        small(tiny_dir, out, preset="gsm8k", eval_problems=3, overrides={"sft_rows": 4})
+    )
+    assert [r.stage for r in result.stages][:3] == [
+        "base (CoT)",
+        "base (TIR)",
+        "cold start (TIRGen + SFT)",
+    ]
+    assert all(len(r.correct) == 3 and r.last_number is not None for r in result.stages)
+    held = [json.loads(x)["problem"] for x in (out / "01-problems" / "heldout.jsonl").open()]
+    train = {json.loads(x)["problem"] for x in (out / "01-problems" / "train.jsonl").open()}
+    assert len(held) == 3 and not set(held) & train  # GSM8K test, never trained on
+    rows = [json.loads(x) for x in (out / "03-tirgen" / "sft.jsonl").open()]
+    assert rows and all("<<" not in r["completion"][0]["content"] for r in rows)
+    assert all(r["provenance"]["critic"] == "gsm8k" for r in rows)
+    report = (out / "report.md").read_text()
+    assert "last number (lm-eval)" in report and "Cost per stage" in report
+    assert {c.stage for c in result.costs} >= {"03-tirgen", "04-sft", "08-rl-step"}
+    assert all(c.wall_s >= 0 for c in result.costs)
+    assert next(c for c in result.costs if c.stage == "06-rl-trajectory").tokens > 0
+
+
+def test_overrides_must_name_preset_keys() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="unknown preset keys"):
+        DemoConfig(preset="gsm8k", overrides={"sft_row": 3})
+    assert DemoConfig(preset="gsm8k", overrides={"sft_rows": 3}).get("sft_rows") == 3
+    assert DemoConfig(preset="gsm8k").get("base_agents") == ["cot", "tir"]

@@ -102,3 +102,19 @@ def test_tirgen_store_refuses_duplicates(tmp_path: Path) -> None:
     assert store.append_record({"problem_id": "b"}) is True
     store.close()
     assert path.read_text().count('"problem_id": "b"') == 1
+
+
+def test_a_record_with_a_unicode_line_separator_reads_back(tmp_path: Path) -> None:
+    """GSM8K train has a problem with U+2028: JSON keeps it raw, and str.splitlines() broke there."""
+    from thor.data.tirgen.store import TirgenStore
+
+    store = TirgenStore(tmp_path / "records.jsonl")
+    store.load()
+    store.open({"run": "x"})
+    store.append_record({"problem_id": "p", "status": "kept", "text": "a\u2028b\u0085c"})
+    store.append_record({"problem_id": "q", "status": "kept"})
+    store.close()
+    again = TirgenStore(tmp_path / "records.jsonl")
+    again.load()
+    assert again.done_ids() == {"p", "q"}
+    assert again.rows[0]["text"] == "a\u2028b\u0085c"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 
@@ -12,10 +13,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--preset",
-        choices=["quick", "long"],
+        choices=["quick", "long", "gsm8k"],
         default="quick",
-        help="quick: about 12 minutes on 2 CPU cores; long: 300 held-out problems, about 2 hours",
+        help="quick: about 12 minutes on 2 CPU cores; long: 300 held-out problems, about 2 hours; "
+        "gsm8k: GSM8K train -> 500 GSM8K test problems, hours (resumable)",
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        dest="overrides",
+        help="change a preset setting, e.g. --set eval_problems=8 --set sft_rows=16",
+    )
+    p.add_argument("--model", default="embedded", help="the model to start from")
     p.add_argument(
         "--out", type=Path, default=None, help="output directory (default runs/demo-PRESET)"
     )
@@ -28,7 +39,21 @@ def run(args: argparse.Namespace) -> int:
     from thor.demo import DemoConfig, run_demo
 
     out = args.out or Path(f"runs/demo-{args.preset}")
+    overrides: dict[str, object] = {}
+    for pair in args.overrides:
+        key, _, value = pair.partition("=")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
     run_demo(
-        DemoConfig(preset=args.preset, out_dir=out, seed=args.seed, progress=not args.no_progress)
+        DemoConfig(
+            preset=args.preset,
+            out_dir=out,
+            model=args.model,
+            seed=args.seed,
+            overrides=overrides,
+            progress=not args.no_progress,
+        )
     )
     return 0

@@ -24,10 +24,14 @@ BENCHMARKS: dict[str, str] = {
     "olympiadbench": "olympiadbench.jsonl",
     "gsm8k": "gsm8k.jsonl",
     "math_train": "math_train.jsonl",
+    "gsm8k_train": "gsm8k_train.jsonl",
 }
 """Shipped data files by name (sources and licenses: ``thor/data/benchmarks/SOURCES.md``)."""
 
-TEST_SETS = frozenset(BENCHMARKS) - {"math_train"}
+TRAIN_SETS = frozenset({"math_train", "gsm8k_train"})
+"""Training splits: never evaluated on (``gsm8k`` is GSM8K's test split, ``gsm8k_train`` its train split)."""
+
+TEST_SETS = frozenset(BENCHMARKS) - TRAIN_SETS
 
 
 class DatasetConfig(ThorConfig):

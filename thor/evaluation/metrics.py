@@ -1,16 +1,33 @@
-"""Evaluation metrics: Avg@k, unbiased pass@k, and the per-run summary."""
+"""Evaluation metrics: Avg@k, unbiased pass@k, and the per-run summary.
+
+Accuracy is thor's rule (the last ``\\boxed{}`` verified against the gold answer). On benchmarks
+whose gold answers are plain numbers (GSM8K), the summary also reports GSM8K's usual rule, the
+last number in the response (lm-eval's flexible extraction, the registered reward
+``gsm8k_last_number``), so a table can stand beside lm-eval's figures.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from thor.types import Episode
 
-__all__ = ["EvalSummary", "avg_at_k", "is_correct", "pass_at_k", "summarize"]
+__all__ = [
+    "EvalSummary",
+    "avg_at_k",
+    "is_correct",
+    "last_number_correct",
+    "numeric_answers",
+    "pass_at_k",
+    "summarize",
+]
+
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -44,6 +61,21 @@ def is_correct(episode: Episode) -> bool:
     return bool(value is not None and value > 0.5)
 
 
+def numeric_answers(episodes: Iterable[Episode]) -> bool:
+    """Whether every gold answer is a plain number (then the last-number rule applies)."""
+    golds = [ep.answer for ep in episodes]
+    return bool(golds) and all(
+        g is not None and _PLAIN_NUMBER.fullmatch(g.strip().replace(",", "")) for g in golds
+    )
+
+
+def last_number_correct(episode: Episode) -> bool:
+    """GSM8K's usual rule: the last number the model wrote matches the gold answer (lm-eval)."""
+    from thor.registries import REWARDS
+
+    return REWARDS.make("gsm8k_last_number")(episode) > 0.5
+
+
 class EvalSummary(BaseModel):
     """What `thor eval` reports for one run."""
 
@@ -53,6 +85,11 @@ class EvalSummary(BaseModel):
     episodes: int
     samples_per_problem: int
     accuracy: float
+    last_number_accuracy: float | None = Field(
+        None,
+        description="Avg@k by the last number in the response (lm-eval's GSM8K flexible "
+        "extraction); None unless every gold answer is a plain number",
+    )
     pass_at_k: dict[int, float]
     tool_calls_per_episode: float
     exec_success_rate: float | None
@@ -84,6 +121,12 @@ def summarize(episodes: Iterable[Episode], *, wall_s: float = 0.0) -> EvalSummar
     n_min = min((len(g) for g in groups.values()), default=0)
     ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= n_min]
     pk = {k: sum(pass_at_k(len(g), sum(g), k) for g in groups.values()) / len(groups) for k in ks}
+    last: float | None = None
+    if numeric_answers(eps):
+        by_number: dict[str, list[bool]] = defaultdict(list)
+        for ep in eps:
+            by_number[str(ep.metadata.get("problem_id", ep.id))].append(last_number_correct(ep))
+        last = avg_at_k(list(by_number.values()))
     calls = sum(ep.num_calls for ep in eps)
     failed_calls = sum(ep.num_failed_calls for ep in eps)
     n = max(1, len(eps))
@@ -92,6 +135,7 @@ def summarize(episodes: Iterable[Episode], *, wall_s: float = 0.0) -> EvalSummar
         episodes=len(eps),
         samples_per_problem=n_min,
         accuracy=avg_at_k(list(groups.values())),
+        last_number_accuracy=last,
         pass_at_k=pk,
         tool_calls_per_episode=calls / n,
         exec_success_rate=None if calls == 0 else (calls - failed_calls) / calls,

@@ -16,6 +16,7 @@ _ROWS: list[tuple[str, str]] = [
     ("problems", "{:d}"),
     ("episodes", "{:d}"),
     ("accuracy", "{:.1%}"),
+    ("last_number_accuracy", "{:.1%}"),
     ("tool_calls_per_episode", "{:.2f}"),
     ("exec_success_rate", "{:.1%}"),
     ("retries_per_episode", "{:.2f}"),
@@ -31,13 +32,29 @@ def _fmt(summary: EvalSummary, field: str, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
+_LABELS = {
+    "accuracy": "accuracy (boxed, thor)",
+    "last_number_accuracy": "accuracy (last number, lm-eval)",
+}
+
+
 def summary_table(summaries: dict[str, EvalSummary], title: str = "thor eval") -> Table:
-    """A rich table with one column per named summary."""
+    """A rich table with one column per named summary.
+
+    Accuracy is thor's boxed rule; on numeric benchmarks (GSM8K) a second row gives the last
+    number in the response (lm-eval's flexible extraction). Rows that no summary has are left out.
+    """
     table = Table(title=title)
     table.add_column("metric")
     for name in summaries:
         table.add_column(name, justify="right")
+    numeric = any(s.last_number_accuracy is not None for s in summaries.values())
     for field, pattern in _ROWS:
+        if field == "last_number_accuracy" and not numeric:
+            continue
+        if numeric and field in _LABELS:
+            table.add_row(_LABELS[field], *(_fmt(s, field, pattern) for s in summaries.values()))
+            continue
         table.add_row(
             field.replace("_", " "), *(_fmt(s, field, pattern) for s in summaries.values())
         )

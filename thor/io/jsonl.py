@@ -82,7 +82,9 @@ class JsonlLog:
             with self.path.open("r+b") as fh:
                 fh.truncate(good)
             raw = raw[:good]
-        for lineno, line in enumerate(raw.decode("utf-8", "replace").splitlines(), 1):
+        # split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON
+        # written with ensure_ascii=False keeps raw inside strings (a GSM8K problem has one)
+        for lineno, line in enumerate(raw.decode("utf-8", "replace").split("\n"), 1):
             if not line.strip():
                 continue
             try:

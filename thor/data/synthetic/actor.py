@@ -1,4 +1,4 @@
-"""A rule-based TIRGen actor that writes the synthetic problems' worked solutions.
+"""A rule-based TIRGen actor that writes problems' worked solutions (synthetic, GSM8K, ...).
 
 THOR's actor is the policy model itself. A model too small to finish a solution with a ``\\boxed{}``
 answer (SmolLM2-135M, in ``thor demo``) gives TIRGen nothing to keep, so the demo can use this
@@ -8,12 +8,17 @@ from wherever the transcript is (code and output blocks inserted by the critic a
 Everything after it is TIRGen as usual: the critic inserts code, every block runs in the sandbox,
 the same filters apply. It knows only the problems it is given, in prompts it rendered itself;
 anything else gets an answer of ``\\boxed{?}`` (which the answer filter rejects).
+
+Other datasets with worked solutions use it too: ``render`` writes a problem's solution (GSM8K:
+:func:`thor.data.gsm8k.render_solution`), and ``hidden`` names markup that a critic consumes (GSM8K's
+``<<48/2=24>>`` annotations, which the ``gsm8k`` critic removes): the actor finds its place in the
+transcript ignoring it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from thor.data.synthetic import render_solution
@@ -29,10 +34,13 @@ class ReferenceActor:
     """A :class:`~thor.agents.backends.base.Policy` that writes known worked solutions.
 
     Args:
-        problems: the synthetic problems it can solve (with their solution steps).
+        problems: the problems it can solve (with their worked solutions).
         tokenizer: a Hugging Face tokenizer: prompts are rendered with its chat template and the
             solutions are emitted in its tokens, so ``step_tokens`` means what it means for the
             model.
+        render: a problem's worked solution as text (default: the synthetic problems').
+        hidden: markup of the solutions that a critic removes from the transcript; the actor's
+            place in its solution is found ignoring it.
 
     Example:
         >>> from thor.data.synthetic import generate_problems
@@ -47,9 +55,17 @@ class ReferenceActor:
 
     name = "reference-actor"
 
-    def __init__(self, problems: Iterable[Problem], tokenizer: Any) -> None:
+    def __init__(
+        self,
+        problems: Iterable[Problem],
+        tokenizer: Any,
+        *,
+        render: Callable[[Problem], str] = render_solution,
+        hidden: str | re.Pattern[str] | None = None,
+    ) -> None:
         self.tokenizer = tokenizer
-        self.solutions = {p.problem: render_solution(p) for p in problems}
+        self.solutions = {p.problem: render(p) for p in problems}
+        self.hidden = re.compile(hidden) if isinstance(hidden, str) else hidden
         eos = getattr(tokenizer, "eos_token_id", None)
         self.eos_token_ids = frozenset() if eos is None else frozenset({int(eos)})
         self._rendered: dict[str, str] = {}  # rendered chat prompt -> problem statement
@@ -92,7 +108,7 @@ class ReferenceActor:
     def _continue(self, prompt: str, max_tokens: int) -> Completion:
         problem, written = self._split(prompt)
         solution = self.solutions.get(problem, "I cannot solve this problem. $\\boxed{?}$.")
-        remaining = solution[_position(solution, _BLOCK.sub("", written)) :]
+        remaining = solution[self._position(solution, _BLOCK.sub("", written))]
         rest = self.encode(remaining)
         k = min(max_tokens, len(rest))
         # never end a window inside a character that spans several tokens
@@ -101,6 +117,23 @@ class ReferenceActor:
         ids = rest[:k]
         finish = "length" if len(rest) > k else "eos"
         return Completion(text=self.decode(ids), token_ids=ids, finish_reason=finish)
+
+    def _position(self, solution: str, written: str) -> slice:
+        """The rest of ``solution`` after ``written`` (hidden markup ignored on both sides)."""
+        if self.hidden is None:
+            return slice(_position(solution, written), None)
+        visible: list[str] = []
+        where: list[int] = []  # index in the solution of each visible character
+        pos = 0
+        for m in self.hidden.finditer(solution):
+            visible.append(solution[pos : m.start()])
+            where.extend(range(pos, m.start()))
+            pos = m.end()
+        visible.append(solution[pos:])
+        where.extend(range(pos, len(solution)))
+        k = _position("".join(visible), self.hidden.sub("", written))
+        # right after the last visible character written: hidden markup that follows it is next
+        return slice(where[k - 1] + 1 if k > 0 else 0, None)
 
     def _split(self, prompt: str) -> tuple[str, str]:
         """(problem statement, what the assistant has written so far) for a rendered prompt."""

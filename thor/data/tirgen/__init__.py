@@ -1,7 +1,8 @@
 r"""TIRGen: actor-critic construction of tool-integrated training data (THOR-SPEC section 1).
 
 The actor (any policy, prompted for plain chain of thought) writes a solution one step at a time;
-a critic (:class:`LLMCritic` over any policy, or the model-free :class:`RuleCritic`) sees only each
+a critic (registered in :data:`thor.registries.CRITICS`: :class:`LLMCritic` over any policy, the
+model-free :class:`RuleCritic`, or :class:`GSM8KCritic` for GSM8K's annotations) sees only each
 step and inserts python blocks that compute its codable parts, keeping the step's text verbatim;
 every block runs for real in thor's sandbox and its real output goes into the text; the actor
 continues from the rewritten step. Finished attempts pass a multi-stage filter (format, code
@@ -28,6 +29,13 @@ from thor.data.tirgen.critic import (
     check_rewrite,
     parse_rewrite,
     rewrite_steps,
+    visible_text,
+)
+from thor.data.tirgen.critics import (
+    GSM8KCriticConfig,
+    LLMCriticConfig,
+    RuleCriticConfig,
+    make_critic,
 )
 from thor.data.tirgen.filters import (
     SAMPLE_STAGES,
@@ -43,6 +51,7 @@ from thor.data.tirgen.filters import (
 )
 from thor.data.tirgen.funnel import Funnel, FunnelStage, build_funnel
 from thor.data.tirgen.generate import AttemptResult, Execution, ProblemOutcome, TirGenerator
+from thor.data.tirgen.gsm8k_critic import GSM8KCritic
 from thor.data.tirgen.output import sft_row, token_loss_mask
 from thor.data.tirgen.rule_critic import RuleCritic
 from thor.data.tirgen.runner import build_critic, build_policy, cot_accuracy, finalize, run_tirgen
@@ -62,11 +71,15 @@ __all__ = [
     "Execution",
     "Funnel",
     "FunnelStage",
+    "GSM8KCritic",
+    "GSM8KCriticConfig",
     "LLMCritic",
+    "LLMCriticConfig",
     "Part",
     "Piece",
     "ProblemOutcome",
     "RuleCritic",
+    "RuleCriticConfig",
     "TirGenerator",
     "TirgenConfig",
     "TirgenStore",
@@ -85,6 +98,7 @@ __all__ = [
     "finalize",
     "is_low_quality",
     "judge_sample",
+    "make_critic",
     "model_spans",
     "parse_rewrite",
     "rewrite_steps",
@@ -93,4 +107,5 @@ __all__ = [
     "snap_window",
     "split_fenced",
     "token_loss_mask",
+    "visible_text",
 ]

@@ -15,16 +15,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from thor.config import ThorConfig
 from thor.registries import SandboxSpec
 
 __all__ = ["PRESETS", "CodeQualityRule", "TirgenConfig"]
 
-CodeQualityRule = Literal["paper", "release", "either"]
+CodeQualityRule = Literal["paper", "release", "either", "computes"]
 """``paper``: a block is good when it uses a library or control flow. ``release``: when it has more
-than 5 non-comment lines (the authors' scripts). ``either``: when one of the two holds."""
+than 5 non-comment lines (the authors' scripts). ``either``: when one of the two holds.
+``computes``: when it computes something (an operator, a call other than ``print``, a
+comprehension or control flow), not only prints or copies values: for word problems such as
+GSM8K, whose every calculation is plain arithmetic that the ``paper`` rule calls low quality."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     # THOR-SPEC section 1, non-reasoning models: 512-token steps, 8 attempts, 4,096-token responses.
@@ -41,6 +44,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "step_tokens": 128,
         "attempts": 2,
         "max_response_tokens": 768,
+        "cell_timeout_s": 10.0,
+        "cot_samples": 1,
+        "cot_max_tokens": 512,
+    },
+    # GSM8K's worked solutions as the actor's text (thor.data.gsm8k): a whole solution is one
+    # step (<= 512 tokens), every step goes to the critic, one attempt (the text is fixed).
+    "gsm8k": {
+        "step_tokens": 512,
+        "min_critic_tokens": 0,
+        "attempts": 1,
+        "max_response_tokens": 1024,
         "cell_timeout_s": 10.0,
         "cot_samples": 1,
         "cot_max_tokens": 512,
@@ -63,10 +77,17 @@ class TirgenConfig(ThorConfig):
     actor: str = Field(
         "embedded", description="Actor model: 'embedded', a directory or a GGUF file"
     )
-    critic: str = Field("rule", description="'rule' (RuleCritic), or a critic model like --actor")
+    critic: str = Field(
+        "rule",
+        description="A registered critic (thor.registries.CRITICS: rule, llm, gsm8k), or a model "
+        "name like --actor (the llm critic with that model)",
+    )
+    critic_options: dict[str, Any] = Field(
+        default_factory=dict, description="The critic's config (validated by its registered class)"
+    )
     backend: str = Field("hf", description="Policy backend of the models (hf, vllm, openai)")
     backend_options: dict[str, Any] = Field(default_factory=dict)
-    preset: Literal["paper", "cpu"] | None = None
+    preset: Literal["paper", "cpu", "gsm8k"] | None = None
     # actor
     step_tokens: int | None = Field(None, ge=8, description="Tokens per actor step (L_step)")
     min_critic_tokens: int | None = Field(
@@ -83,9 +104,7 @@ class TirgenConfig(ThorConfig):
     system_prompt: str | None = Field(
         None, description="Actor system prompt (default: THOR's CoT prompt)"
     )
-    # critic and execution
-    critic_temperature: float = Field(0.0, ge=0.0)
-    critic_max_tokens: int = Field(1024, ge=16)
+    # execution
     max_exec_per_step: int = Field(
         5, ge=1, description="Code blocks run per step (more are dropped)"
     )
@@ -129,6 +148,25 @@ class TirgenConfig(ThorConfig):
     seed: int = 0
     progress: bool = True
 
+    @model_validator(mode="after")
+    def _check_critic(self) -> TirgenConfig:
+        from thor.registries import CRITICS
+
+        name, options = self.critic_spec()
+        CRITICS.config(name, **options)  # an unknown option fails now, naming the field
+        return self
+
+    def critic_spec(self) -> tuple[str, dict[str, Any]]:
+        """The registered critic and its options; a model name means the ``llm`` critic with it."""
+        from thor.registries import CRITICS
+
+        if self.critic in CRITICS:
+            return self.critic, dict(self.critic_options)
+        legacy: dict[str, Any] = {"model": self.critic, "backend": self.backend}  # actor's backend
+        if self.backend_options:
+            legacy["backend_options"] = self.backend_options
+        return "llm", {**legacy, **self.critic_options}
+
     def resolved(self) -> TirgenConfig:
         """A copy with every ``None`` preset field filled (preset, then the paper's values)."""
         preset = PRESETS.get(self.preset or "paper", PRESETS["paper"])
@@ -141,4 +179,6 @@ class TirgenConfig(ThorConfig):
     def manifest(self) -> dict[str, Any]:
         """The settings a resumed run must share (output path, limit and throughput excluded)."""
         data = self.resolved().model_dump(mode="json")
+        if not data["critic_options"]:  # runs written before critics had options still resume
+            del data["critic_options"]
         return {k: v for k, v in data.items() if k not in _RESUMABLE}

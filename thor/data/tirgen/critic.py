@@ -6,11 +6,16 @@ result, and embeds the blocks into the step, keeping every other word verbatim. 
 step is codable by inserting code or not.
 
 Any object with ``name`` and ``rewrite(step) -> CriticResult`` is a critic (:class:`Critic`); one
-that also has ``rewrite_batch(steps)`` is called once for many steps. Two ship with thor:
-:class:`LLMCritic` (any policy backend, prompted) and :class:`~thor.data.tirgen.rule_critic.RuleCritic`
-(no model; recognises computations in the text). Whatever a critic returns, :func:`check_rewrite`
-verifies that the step's text survives around the code (up to whitespace); a rewrite that changed
-the reasoning is rejected and counted.
+that also has ``rewrite_batch(steps)`` is called once for many steps, and one that has
+``clean(step) -> str`` consumes markup of the step (GSM8K's ``<<48/2=24>>`` calculator
+annotations): the cleaned step is what its rewrite must keep and what stays when it inserts no
+code (:func:`visible_text`). Three ship with thor, registered in :data:`thor.registries.CRITICS`:
+:class:`LLMCritic` (``llm``: any policy backend, prompted),
+:class:`~thor.data.tirgen.rule_critic.RuleCritic` (``rule``: no model; recognises computations in
+the text) and :class:`~thor.data.tirgen.gsm8k_critic.GSM8KCritic` (``gsm8k``: GSM8K's
+annotations become cells). Whatever a critic returns, :func:`check_rewrite` verifies that the
+step's text survives around the code (up to whitespace); a rewrite that changed the reasoning is
+rejected and counted.
 
 Example:
     >>> r = parse_rewrite("We need 17 * 23.\n", "<rewrite>\nWe need 17 * 23.\n```python\nprint(17 * 23)\n```\n</rewrite>")
@@ -29,6 +34,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from thor.data.tirgen.text import Part, normalize_ws, same_text, split_fenced, text_of_parts
+from thor.errors import ConfigError
 from thor.types import SamplingParams
 
 if TYPE_CHECKING:
@@ -45,6 +51,7 @@ __all__ = [
     "parse_rewrite",
     "rewrite_steps",
     "trim_to_step",
+    "visible_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,11 +99,18 @@ class Critic(Protocol):
         ...
 
 
+def visible_text(critic: Critic, step: str) -> str:
+    """The step as it stays in the text: ``critic.clean(step)`` when the critic has it, else the step."""
+    clean = getattr(critic, "clean", None)
+    return str(clean(step)) if callable(clean) else step
+
+
 def rewrite_steps(critic: Critic, steps: Sequence[str]) -> list[CriticResult]:
     """Ask ``critic`` about every step: one ``rewrite_batch`` call when it has one.
 
     A critic that raises is recorded (status ``error``, logged), never fatal: one bad step must not
-    stop a long generation run. Every result passes :func:`check_rewrite`.
+    stop a long generation run. Every result passes :func:`check_rewrite` against the step's
+    :func:`visible_text`.
     """
     if not steps:
         return []
@@ -120,7 +134,9 @@ def rewrite_steps(critic: Critic, steps: Sequence[str]) -> list[CriticResult]:
             except Exception as err:  # recorded and counted, see above
                 log.warning("critic %s failed on a step: %s", critic.name, err)
                 results.append(CriticResult(status="error", reason=f"{type(err).__name__}: {err}"))
-    return [check_rewrite(step, r) for step, r in zip(steps, results, strict=True)]
+    return [
+        check_rewrite(visible_text(critic, step), r) for step, r in zip(steps, results, strict=True)
+    ]
 
 
 def check_rewrite(step: str, result: CriticResult) -> CriticResult:
@@ -275,7 +291,8 @@ class LLMCritic:
     """A critic backed by any policy (a stronger instruction model in the paper; any model here).
 
     Args:
-        policy: the model that rewrites steps.
+        policy: the model that rewrites steps; ``None`` until :meth:`bind` gives it one (a critic
+            built by name from :data:`thor.registries.CRITICS` without a model shares the actor's).
         temperature: sampling temperature (0: greedy).
         max_tokens: cap on the rewrite's length.
         extra_tokens: the rewrite may be this many tokens longer than the longest step of the
@@ -292,7 +309,7 @@ class LLMCritic:
 
     def __init__(
         self,
-        policy: Policy,
+        policy: Policy | None,
         *,
         temperature: float = 0.0,
         max_tokens: int = 1024,
@@ -301,14 +318,28 @@ class LLMCritic:
         examples: Sequence[tuple[str, str]] = CRITIC_EXAMPLES,
         seed: int = 0,
     ) -> None:
-        self.policy = policy
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.extra_tokens = extra_tokens
         self.system_prompt = system_prompt
         self.examples = list(examples)
         self.seed = seed
+        self.policy: Policy | None = None
+        self.name = "llm"
+        if policy is not None:
+            self.bind(policy)
+
+    def bind(self, policy: Policy) -> None:
+        """Give the critic its model (once): how a critic built by name shares the actor's policy."""
+        if self.policy is not None and self.policy is not policy:
+            raise ConfigError(f"critic {self.name} already has a model")
+        self.policy = policy
         self.name = f"llm:{getattr(policy, 'name', type(policy).__name__)}"
+
+    def _policy(self) -> Policy:
+        if self.policy is None:
+            raise ConfigError("the LLM critic has no model: give it one (bind) or set its 'model'")
+        return self.policy
 
     def prompt(self, step: str) -> str:
         """The chat prompt for ``step``, with the assistant's answer opened by ``<rewrite>``."""
@@ -317,7 +348,7 @@ class LLMCritic:
             messages.append({"role": "user", "content": f"<step>\n{ex_step}</step>"})
             messages.append({"role": "assistant", "content": f"<rewrite>\n{ex_rewrite}</rewrite>"})
         messages.append({"role": "user", "content": f"<step>\n{step}</step>"})
-        return self.policy.apply_chat_template(messages) + "<rewrite>\n"
+        return self._policy().apply_chat_template(messages) + "<rewrite>\n"
 
     def rewrite(self, step: str) -> CriticResult:
         return self.rewrite_batch([step])[0]
@@ -326,14 +357,15 @@ class LLMCritic:
         """Rewrite many steps with one ``generate`` call."""
         if not steps:
             return []
-        longest = max(len(self.policy.encode(s)) for s in steps)
+        policy = self._policy()
+        longest = max(len(policy.encode(s)) for s in steps)
         params = SamplingParams(
             max_tokens=max(16, min(self.max_tokens, longest + self.extra_tokens)),
             temperature=self.temperature,
             seed=self.seed,
             stop=["</rewrite>"],
         )
-        completions = self.policy.generate([self.prompt(s) for s in steps], params)
+        completions = policy.generate([self.prompt(s) for s in steps], params)
         return [
             parse_rewrite(s, "<rewrite>\n" + c.text)
             for s, c in zip(steps, completions, strict=True)

@@ -146,12 +146,30 @@ def _uses_library_or_control(code: str) -> bool:
     return False
 
 
+def _computes(code: str) -> bool:
+    """Whether a block computes: an operator, a call other than ``print``, or library/control flow."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp | ast.BoolOp | ast.Compare | ast.Subscript):
+            return True
+        if isinstance(node, ast.Call) and not (
+            isinstance(node.func, ast.Name) and node.func.id == "print"
+        ):
+            return True
+    return _uses_library_or_control(code)
+
+
 def _code_lines(code: str) -> int:
     return sum(1 for line in code.splitlines() if line.strip() and not line.strip().startswith("#"))
 
 
 def is_low_quality(code: str, rule: CodeQualityRule = "paper") -> bool:
     """Whether a block is trivial by ``rule`` (see :data:`~thor.data.tirgen.config.CodeQualityRule`)."""
+    if rule == "computes":
+        return not _computes(code)
     paper_low = not _uses_library_or_control(code)
     release_low = _code_lines(code) <= 5
     if rule == "paper":

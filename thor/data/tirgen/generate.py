@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from thor.data.tirgen.config import TirgenConfig
-from thor.data.tirgen.critic import Critic, CriticResult, rewrite_steps
+from thor.data.tirgen.critic import Critic, CriticResult, rewrite_steps, visible_text
 from thor.data.tirgen.text import (
     Part,
     Piece,
@@ -255,15 +255,16 @@ class TirGenerator:
 
     def _apply(self, slot: _Slot, result: CriticResult | None) -> None:
         """Put the step (rewritten when the critic inserted code) into the attempt; run its blocks."""
-        if result is None:
-            slot.pieces.append(Piece(kind="text", text=slot.window))
+        if result is None or result.status != "code":
+            if result is not None:
+                slot.events[f"critic_{result.status}"] += 1
+                for note in result.notes:
+                    slot.events[f"critic_repair_{note}"] += 1
+            slot.pieces.append(Piece(kind="text", text=visible_text(self.critic, slot.window)))
             return
-        slot.events[f"critic_{result.status}"] += 1
+        slot.events["critic_code"] += 1
         for note in result.notes:
             slot.events[f"critic_repair_{note}"] += 1
-        if result.status != "code":
-            slot.pieces.append(Piece(kind="text", text=slot.window))
-            return
         parts = self._limit_blocks(slot, result.parts)
         pieces: list[Piece] = []
         for part in parts:

@@ -34,12 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 from thor.data.loaders import load_problems
 from thor.data.tirgen.config import TirgenConfig
-from thor.data.tirgen.critic import Critic, LLMCritic
+from thor.data.tirgen.critic import Critic
 from thor.data.tirgen.filters import balance_by_calls, check_difficulty, judge_sample
 from thor.data.tirgen.funnel import Funnel, build_funnel
 from thor.data.tirgen.generate import AttemptResult, ProblemOutcome, TirGenerator
 from thor.data.tirgen.output import sft_row, sft_system_message
-from thor.data.tirgen.rule_critic import RuleCritic
 from thor.data.tirgen.store import TirgenStore
 from thor.io.jsonl import write_jsonl_atomic
 from thor.progress import ProgressBar, wall_time
@@ -68,20 +67,15 @@ def build_policy(backend: str, model: str, options: dict[str, Any] | None = None
 
 
 def build_critic(config: TirgenConfig, actor: Policy | None) -> Critic:
-    """``rule`` gives a :class:`RuleCritic`; a model name an :class:`LLMCritic` (sharing the actor's
-    policy when it names the same model)."""
-    if config.critic == "rule":
-        return RuleCritic(max_blocks=config.max_exec_per_step)
-    if actor is not None and config.critic == config.actor:
-        policy = actor
-    else:
-        policy = build_policy(config.backend, config.critic, config.backend_options)
-    return LLMCritic(
-        policy,
-        temperature=config.critic_temperature,
-        max_tokens=config.critic_max_tokens,
-        seed=config.seed,
-    )
+    """The registered critic ``config.critic`` (:data:`thor.registries.CRITICS`) built from
+    ``config.critic_options``; a model name is the ``llm`` critic with that model (sharing the
+    actor's policy when it names the actor's model, as does an ``llm`` critic without a model)."""
+    from thor.data.tirgen.critics import make_critic
+
+    name, options = config.critic_spec()
+    if actor is not None and options.get("model") == config.actor:
+        options = {k: v for k, v in options.items() if k != "model"}  # the actor's policy
+    return make_critic(name, options, actor=actor)
 
 
 def cot_accuracy(
@@ -242,7 +236,9 @@ def _names(cfg: TirgenConfig, actor: Policy | None, critic: Critic | None) -> di
     if critic is not None:
         critic_name = critic.name
     else:
-        critic_name = "rule" if cfg.critic == "rule" else f"llm:{cfg.critic}"
+        name, options = cfg.critic_spec()
+        model = options.get("model") or (cfg.actor if name == "llm" else None)
+        critic_name = f"{name}:{model}" if model else name
     return {"actor": actor_name, "critic": critic_name}
 
 
