@@ -31,3 +31,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
         if "vllm" in item.keywords and not vllm_python.exists() and not require_vllm:
             item.add_marker(pytest.mark.skip(reason="needs .venv-vllm (make vllm-env)"))
+
+
+def _load_example(name: str):  # type: ignore[no-untyped-def]
+    """Import ``examples/NAME.py`` once per session (its registrations are idempotent)."""
+    import importlib.util
+    import sys
+
+    mod_name = f"thor_example_{name}"
+    if mod_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(mod_name, ROOT / "examples" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[mod_name]
+
+
+@pytest.fixture
+def load_example():  # type: ignore[no-untyped-def]
+    """A function that imports an example file by name: ``load_example("retry_agent")``."""
+    return _load_example

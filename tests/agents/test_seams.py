@@ -6,10 +6,6 @@ and run through the same engine, evaluation and training paths as thor's own.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 import thor
@@ -21,18 +17,6 @@ from thor.types import Problem, Turn
 
 pytestmark = pytest.mark.timeout(300)
 F = "```"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_example(name: str):
-    mod_name = f"thor_example_{name}"
-    if mod_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(mod_name, ROOT / "examples" / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[mod_name]
 
 
 def failing_then_fixed(fails: int):
@@ -49,7 +33,7 @@ def failing_then_fixed(fails: int):
     return script, seen
 
 
-def test_a_users_agent_runs_by_name_with_its_config() -> None:
+def test_a_users_agent_runs_by_name_with_its_config(load_example) -> None:
     load_example("retry_agent")  # examples/retry_agent.py: a fourth agent in one file
     script, seen = failing_then_fixed(fails=2)
     cfg = RolloutConfig(agent={"name": "retry", "retries": 3})
@@ -120,7 +104,9 @@ def test_agent_thor_with_algorithm_thor_trains_step_groups() -> None:
 
 
 # -- a user's tool with its own call syntax, driven by the engine ---------------------------------
-def test_a_tool_with_its_own_syntax_runs_through_the_engine_with_its_stop_rule() -> None:
+def test_a_tool_with_its_own_syntax_runs_through_the_engine_with_its_stop_rule(
+    load_example,
+) -> None:
     load_example("solve_tool_env")
     seen_stops: list[list[str]] = []
 

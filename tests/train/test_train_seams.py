@@ -3,8 +3,6 @@ generation backend, each named in the run config (tiny random model, real sandbo
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +17,7 @@ from thor.testing import tiny_model, tiny_tokenizer
 from thor.types import Problem
 
 pytestmark = pytest.mark.timeout(600)
-ROOT = Path(__file__).resolve().parents[2]
 PROBLEMS = [Problem(id=f"p{i}", problem=f"Say a number {i}.", answer="7") for i in range(8)]
-
-
-def load_example(name: str) -> Any:
-    mod_name = f"thor_example_{name}"
-    if mod_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(mod_name, ROOT / "examples" / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[mod_name]
 
 
 def config(tmp_path: Path, **over: Any) -> TrainConfig:
@@ -48,7 +34,7 @@ def config(tmp_path: Path, **over: Any) -> TrainConfig:
     return TrainConfig(**{**base, **over})
 
 
-def test_a_loss_written_in_one_file_trains_by_name(tmp_path: Path) -> None:
+def test_a_loss_written_in_one_file_trains_by_name(tmp_path: Path, load_example) -> None:
     cispo = load_example("cispo_loss")
     cfg = config(
         tmp_path,
@@ -62,7 +48,7 @@ def test_a_loss_written_in_one_file_trains_by_name(tmp_path: Path) -> None:
     assert any(not torch.equal(before[n], p) for n, p in tr.model.named_parameters())
 
 
-def test_a_users_agent_trains_by_name(tmp_path: Path) -> None:
+def test_a_users_agent_trains_by_name(tmp_path: Path, load_example) -> None:
     load_example("cispo_loss")  # the reward
     load_example("retry_agent")
     cfg = config(tmp_path, rollout={"agent": {"name": "retry", "retries": 1}})
@@ -100,7 +86,9 @@ if "test.copy" not in thor.POLICIES:
     thor.POLICIES.register("test.copy", config=CopyConfig, factory=CopyPolicy)
 
 
-def test_a_users_backend_generates_in_training_with_weights_in_sync(tmp_path: Path) -> None:
+def test_a_users_backend_generates_in_training_with_weights_in_sync(
+    tmp_path: Path, load_example
+) -> None:
     load_example("cispo_loss")
     cfg = config(tmp_path, generation={"name": "test.copy", "seed": 7})
     tr = Trainer(cfg, model=tiny_model(seed=0), tokenizer=tiny_tokenizer(), problems=PROBLEMS)
@@ -112,7 +100,9 @@ def test_a_users_backend_generates_in_training_with_weights_in_sync(tmp_path: Pa
         assert torch.equal(p, q), name
 
 
-def test_a_backend_without_weight_sync_is_refused_before_training(tmp_path: Path) -> None:
+def test_a_backend_without_weight_sync_is_refused_before_training(
+    tmp_path: Path, load_example
+) -> None:
     from thor.testing import ScriptedPolicy
 
     class NoSyncConfig(ThorConfig):
