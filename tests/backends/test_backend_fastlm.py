@@ -35,6 +35,16 @@ def test_the_tiny_model_takes_the_fast_engine_by_default() -> None:
     assert policy._dm is not None and isinstance(policy._dm.fast, FastLM)
 
 
+def test_a_bfloat16_model_keeps_transformers_forward_by_default() -> None:
+    """In bfloat16 the fast forward's logprobs drift from a full forward's (about 0.05 on SmolLM2,
+    transformers' about 0.005): 'auto' picks it only in float32; 'fast' still forces it."""
+    model = tiny_model().to(torch.bfloat16)
+    policy = HFPolicy.from_model(model, tiny_tokenizer())
+    assert policy._dm is not None and policy._dm.fast is None
+    forced = HFPolicy.from_model(model, tiny_tokenizer(), engine="fast")
+    assert forced._dm is not None and isinstance(forced._dm.fast, FastLM)
+
+
 @pytest.mark.parametrize("params", [GREEDY, SAMPLED])
 def test_fast_engine_generates_what_transformers_generates(params: SamplingParams) -> None:
     hf, fast = _pair(engine="fast")
