@@ -17,7 +17,8 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from thor.config import ThorConfig
-from thor.registries import AGENTS, AgentSpec, EnvSpec
+from thor.errors import UnknownNameError
+from thor.registries import AGENTS, ENVS, AgentSpec, EnvSpec
 
 __all__ = ["RolloutConfig"]
 
@@ -49,9 +50,14 @@ class RolloutConfig(ThorConfig):
             name = agent if isinstance(agent, str) else getattr(agent, "name", None)
             if isinstance(agent, dict):
                 name = agent.get("name")
-            factory = AGENTS.entry(str(name)).factory if name else None
-            env["name"] = getattr(factory, "default_env", "thor/MathTIR-v0")
-            env.setdefault("on_sandbox_error", "record")
+            try:
+                factory = AGENTS.entry(str(name)).factory if name else None
+                env["name"] = getattr(factory, "default_env", "thor/MathTIR-v0")
+                fields = ENVS.entry(env["name"]).config.model_fields
+            except UnknownNameError as err:
+                raise ValueError(str(err)) from None
+            if "on_sandbox_error" in fields:  # thor's envs: record a broken sandbox, go on
+                env.setdefault("on_sandbox_error", "record")
         return {**data, "env": env}
 
     def env_spec(self, agent: Any = None) -> EnvSpec:
