@@ -45,10 +45,13 @@ def test_episodes_share_no_scratch_processes_network_or_ipc(sandbox: LocalSandbo
         _pid_b, *ns_b = b.run(probe).stdout.split()
         assert all(x != y for x, y in zip(ns_a, ns_b, strict=True))
         a.run("open('/tmp/mine.txt', 'w').write('a')\nopen('here.txt', 'w').write('a')")
-        assert (
-            b.run("import os\nprint(os.listdir('/tmp'), os.listdir('.'))").stdout
-            == "['session'] []\n"
-        )
+        # b's /tmp holds its own session directory (plus, for a checkout or venv that lives under
+        # /tmp, the read-only paths carried into every session), never a's files
+        tmp, cwd = b.run(
+            "import os\nprint(sorted(os.listdir('/tmp')), os.listdir('.'))"
+        ).stdout.split("] ")
+        assert "'session'" in tmp and "mine.txt" not in tmp and cwd.strip() == "[]"
+        assert b.run("import os\nprint(os.path.exists('/tmp/mine.txt'))").stdout == "False\n"
         seen = b.run(
             f"import os\nprint({pid_a} in [int(p) for p in os.listdir('/proc') if p.isdigit()])"
         )
