@@ -65,8 +65,8 @@ class HFPolicyConfig(ThorConfig):
         "auto",
         description="'fast': thor's lean forward for Llama-family models (same weights, KV cache "
         "grown in place, no repeated keys); 'hf': transformers' forward; 'auto': fast on a CPU "
-        "for a float32 model it supports (in bfloat16 its logprobs drift ~0.05 from a full "
-        "forward's, transformers' ~0.005: measured on SmolLM2, so bfloat16 keeps transformers')",
+        "for a float32 model it supports (in bfloat16 its logprobs drift further from a full "
+        "forward's than transformers' do, so bfloat16 keeps transformers'; README has the figures)",
     )
     quantize: Literal["none", "int8"] = Field(
         "none",
