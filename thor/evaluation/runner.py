@@ -36,8 +36,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # THOR-SPEC section 4 (also the defaults): Avg@4 at T = 0.6, top_p = 1.0, 4,096 tokens.
     "paper": {"k": 4, "temperature": 0.6, "top_p": 1.0, "max_response_tokens": 4096},
     # Finishes in minutes on 2 CPU cores with the embedded 135M model. One cohort of 64 episodes:
-    # a CPU decode step streams every weight whatever the batch (SmolLM2, 1 thread: 45.8 tokens/s
-    # at batch 16, 74.5 at 64), and cells take milliseconds, so a second cohort hides little.
+    # a CPU decode step streams every weight whatever the batch (README: throughput by batch size),
+    # and cells take milliseconds, so a second cohort hides little.
     "cpu": {
         "k": 1,
         "temperature": 0.6,
